@@ -1,0 +1,61 @@
+/**
+ * The demo CRM's sending side: builds sample orders and delivers them as signed Standard Webhooks
+ * over real HTTP, retrying like a CRM would. Used by `orderbridge demo send` and by tests.
+ */
+import { randomUUID } from 'node:crypto'
+import { signStandardWebhook } from '../../src/connector-kit/index.ts'
+import type { DemoCrmOrder } from './index.ts'
+
+export interface DeliveryResult {
+  status: number
+  body: unknown
+}
+
+const customers = [
+  { id: 'ACC-7', name: 'Hangzhou Yuntu Trading' },
+  { id: 'ACC-12', name: 'Shenzhen Lanhai Electronics' },
+  { id: 'ACC-31', name: 'Chengdu Xingyao Foods' },
+]
+
+/** A deterministic sample order: the same `n` always gives the same document. */
+export function sampleOrder(n: number, orderId = `SO-${1000 + n}`): DemoCrmOrder {
+  const lineCount = 1 + (n % 3)
+  return {
+    order_id: orderId,
+    version: 1,
+    account: customers[n % customers.length]!,
+    currency: 'CNY',
+    items: Array.from({ length: lineCount }, (_, i) => ({
+      product_code: `SKU-${100 + ((n + i) % 10)}`,
+      qty: 1 + ((n + i) % 5),
+      price: `${99 + ((n * 7 + i * 13) % 400)}.${String((n + i) % 100).padStart(2, '0')}`,
+    })),
+    owner: `rep-${1 + (n % 4)}`,
+    created_at: new Date(Date.UTC(2026, 10, 26, 8, 0, 0) + n * 60_000).toISOString(),
+  }
+}
+
+export interface DemoCrmSender {
+  send(type: 'order.created' | 'order.updated' | 'order.cancelled', order: DemoCrmOrder, webhookId?: string): Promise<DeliveryResult>
+}
+
+export function createDemoCrmSender(options: { webhookUrl: string; secret: string; retries?: number }): DemoCrmSender {
+  const retries = options.retries ?? 5
+  return {
+    async send(type, order, webhookId = `msg_${randomUUID()}`) {
+      const body = JSON.stringify({ type, data: order })
+      for (let attempt = 0; ; attempt++) {
+        // Each attempt is signed afresh: the timestamp must stay inside the receiver's window.
+        const headers = signStandardWebhook(options.secret, webhookId, Math.floor(Date.now() / 1000), body)
+        try {
+          const response = await fetch(options.webhookUrl, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body })
+          const answer = { status: response.status, body: await response.json().catch(() => null) }
+          if (response.status < 500 || attempt >= retries) return answer
+        } catch (err) {
+          if (attempt >= retries) throw err
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt))
+      }
+    },
+  }
+}

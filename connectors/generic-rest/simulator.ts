@@ -1,0 +1,261 @@
+/**
+ * The demo ERP: a Fastify server on loopback that speaks the REST API the generic-rest connector
+ * expects, over real HTTP, with faults that tests can script (error answers, commits whose answer is
+ * lost, latency). State lives in memory and dies with the server. It does not log.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
+import { z } from 'zod'
+
+export interface SimulatedSalesOrder {
+  id: string
+  reference: string
+  currency: string
+  lines: unknown[]
+  createdAt: string
+  updatedAt: string
+  [field: string]: unknown
+}
+
+export interface SimulatedRequest {
+  method: string
+  /** The request target, query string included (like HTTP/2's `:path`). */
+  path: string
+  idempotencyKey?: string
+}
+
+/** Scripted faults; each call adds to what is already armed, `reset()` disarms everything. */
+export interface FaultControl {
+  /** The next `count` writes (POST/PUT) answer `status` with these headers and change nothing. */
+  failNext(count: number, status: number, headers?: Record<string, string>): void
+  /** The next `count` POSTs that create an order commit it, then drop the connection unanswered. */
+  commitThenDrop(count: number): void
+  /** Every request waits this long before it is handled. */
+  delayMs(ms: number): void
+  reset(): void
+}
+
+export interface ErpSimulator {
+  url: string
+  salesOrders(): SimulatedSalesOrder[]
+  /** Every request received, in arrival order, including rejected ones. */
+  requests(): SimulatedRequest[]
+  faults: FaultControl
+  close(): Promise<void>
+}
+
+export interface ErpSimulatorOptions {
+  /** 0 (the default) picks a free port. */
+  port?: number
+  /** Defaults to 127.0.0.1. */
+  host?: string
+  apiToken: string
+}
+
+const salesOrderBodySchema = z.looseObject({
+  reference: z.string().min(1),
+  currency: z.string().regex(/^[A-Z]{3}$/, 'must be a 3-letter ISO 4217 code'),
+  lines: z.array(z.unknown()).min(1),
+})
+
+interface StoredResponse {
+  fingerprint: string
+  status: number
+  payload: string
+}
+
+interface ArmedFailure {
+  remaining: number
+  status: number
+  headers: Record<string, string>
+}
+
+function errorBody(code: string, message: string, details?: { path: string; message: string }[]) {
+  return { error: { code, message, ...(details ? { details } : {}) } }
+}
+
+/** JSON with object keys sorted, so two equal bodies compare equal whatever their key order. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.keys(value)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`)
+    return `{${entries.join(',')}}`
+  }
+  return JSON.stringify(value) ?? 'null'
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest()
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value
+}
+
+function isWrite(method: string): boolean {
+  return method === 'POST' || method === 'PUT'
+}
+
+/**
+ * Starts the demo ERP.
+ *
+ * @example
+ * const erp = await startErpSimulator({ apiToken: 'demo-token' })
+ * erp.faults.failNext(1, 503, { 'retry-after': '2' })
+ * // … drive the connector against erp.url …
+ * await erp.close()
+ */
+export async function startErpSimulator(options: ErpSimulatorOptions): Promise<ErpSimulator> {
+  const host = options.host ?? '127.0.0.1'
+  const expectedToken = digest(`Bearer ${options.apiToken}`)
+
+  const orders = new Map<string, SimulatedSalesOrder>()
+  const idsByReference = new Map<string, Set<string>>()
+  const responsesByKey = new Map<string, StoredResponse>()
+  const log: SimulatedRequest[] = []
+  let counter = 0
+  let delay = 0
+  let failures: ArmedFailure[] = []
+  let drops = 0
+
+  function index(order: SimulatedSalesOrder): void {
+    let ids = idsByReference.get(order.reference)
+    if (!ids) idsByReference.set(order.reference, (ids = new Set()))
+    ids.add(order.id)
+  }
+
+  function unindex(order: SimulatedSalesOrder): void {
+    const ids = idsByReference.get(order.reference)
+    ids?.delete(order.id)
+    if (ids?.size === 0) idsByReference.delete(order.reference)
+  }
+
+  function validate(body: unknown, reply: FastifyReply): z.infer<typeof salesOrderBodySchema> | undefined {
+    const parsed = salesOrderBodySchema.safeParse(body)
+    if (parsed.success) return parsed.data
+    const details = parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }))
+    void reply.code(422).send(errorBody('validation', 'the sales order is invalid', details))
+    return undefined
+  }
+
+  const app = Fastify({ logger: false, forceCloseConnections: true })
+
+  app.addHook('onRequest', (request, reply, done) => {
+    const idempotencyKey = headerValue(request.headers['idempotency-key'])
+    log.push({ method: request.method, path: request.url, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}) })
+    const authenticate = () => {
+      if (request.url === '/health' || request.url.startsWith('/health?')) return done()
+      const given = headerValue(request.headers.authorization)
+      if (given !== undefined && timingSafeEqual(digest(given), expectedToken)) return done()
+      void reply.code(401).header('www-authenticate', 'Bearer').send(errorBody('unauthorized', 'missing or wrong bearer token'))
+    }
+    if (delay > 0) setTimeout(authenticate, delay)
+    else authenticate()
+  })
+
+  // After authentication and body parsing, like a failure in the ERP's application layer.
+  app.addHook('preHandler', (request, reply, done) => {
+    const failure = isWrite(request.method) ? failures[0] : undefined
+    if (!failure) return done()
+    failure.remaining -= 1
+    if (failure.remaining <= 0) failures.shift()
+    void reply.code(failure.status).headers(failure.headers).send(errorBody('injected_fault', `injected HTTP ${failure.status}`))
+  })
+
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send(errorBody('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`))
+  })
+
+  app.setErrorHandler((error, _request, reply) => {
+    const fastifyError = error as { statusCode?: number; code?: string; message?: string }
+    const status = typeof fastifyError.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500 ? fastifyError.statusCode : 500
+    if (status === 500) return reply.code(500).send(errorBody('internal', 'internal error'))
+    return reply.code(status).send(errorBody(fastifyError.code ?? 'bad_request', fastifyError.message ?? 'bad request'))
+  })
+
+  app.get('/health', async () => ({ status: 'ok' }))
+
+  app.post('/sales-orders', (request: FastifyRequest, reply: FastifyReply) => {
+    const idempotencyKey = headerValue(request.headers['idempotency-key'])
+    const fingerprint = idempotencyKey === undefined ? '' : canonicalJson(request.body)
+    if (idempotencyKey !== undefined) {
+      const stored = responsesByKey.get(idempotencyKey)
+      if (stored && stored.fingerprint !== fingerprint) {
+        return reply.code(422).send(errorBody('idempotency_key_reused', 'this Idempotency-Key was used with a different request body'))
+      }
+      if (stored) return reply.code(stored.status).header('idempotent-replayed', 'true').type('application/json').send(stored.payload)
+    }
+    const body = validate(request.body, reply)
+    if (!body) return reply
+    counter += 1
+    const now = new Date().toISOString()
+    const order: SimulatedSalesOrder = { ...body, id: `SO-${String(counter).padStart(6, '0')}`, createdAt: now, updatedAt: now }
+    orders.set(order.id, order)
+    index(order)
+    const payload = JSON.stringify(order)
+    // Like Stripe: only a request that ran is remembered, so a fixed invalid body can be sent again.
+    if (idempotencyKey !== undefined) responsesByKey.set(idempotencyKey, { fingerprint, status: 201, payload })
+    if (drops > 0) {
+      drops -= 1
+      reply.hijack()
+      request.raw.socket.destroy()
+      return reply
+    }
+    return reply.code(201).type('application/json').send(payload)
+  })
+
+  app.get('/sales-orders', (request: FastifyRequest<{ Querystring: { reference?: string | string[] } }>, reply) => {
+    const raw = request.query.reference
+    const reference = Array.isArray(raw) ? raw[0] : raw
+    const ids = reference === undefined ? [...orders.keys()] : [...(idsByReference.get(reference) ?? [])]
+    return reply.send(ids.map((id) => orders.get(id)))
+  })
+
+  app.get('/sales-orders/:id', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    const order = orders.get(request.params.id)
+    if (!order) return reply.code(404).send(errorBody('not_found', `no sales order ${request.params.id}`))
+    return reply.send(order)
+  })
+
+  app.put('/sales-orders/:id', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    const current = orders.get(request.params.id)
+    if (!current) return reply.code(404).send(errorBody('not_found', `no sales order ${request.params.id}`))
+    const body = validate(request.body, reply)
+    if (!body) return reply
+    const order: SimulatedSalesOrder = { ...body, id: current.id, createdAt: current.createdAt, updatedAt: new Date().toISOString() }
+    unindex(current)
+    orders.set(order.id, order)
+    index(order)
+    return reply.send(order)
+  })
+
+  await app.listen({ port: options.port ?? 0, host })
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') throw new Error('ERP simulator is not listening on a TCP port')
+  const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address
+
+  return {
+    url: `http://${urlHost}:${address.port}`,
+    salesOrders: () => [...orders.values()].map((order) => structuredClone(order)),
+    requests: () => log.map((entry) => ({ ...entry })),
+    faults: {
+      failNext(count, status, headers = {}) {
+        if (count > 0) failures.push({ remaining: count, status, headers })
+      },
+      commitThenDrop(count) {
+        drops += Math.max(0, count)
+      },
+      delayMs(ms) {
+        delay = Math.max(0, ms)
+      },
+      reset() {
+        failures = []
+        drops = 0
+        delay = 0
+      },
+    },
+    close: () => app.close(),
+  }
+}

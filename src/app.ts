@@ -1,0 +1,74 @@
+/**
+ * Builds the HTTP application from its dependencies; never listens. /webhooks, /api/v1 and /admin
+ * are separate encapsulated plugins, each with its own body parsing and authentication.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { createBullBoard } from '@bull-board/api'
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter'
+import { FastifyAdapter } from '@bull-board/fastify'
+import type { Logger } from 'pino'
+import { adminRoutes } from './admin/admin.routes.ts'
+import { roles, type Principal } from './auth/api-keys.ts'
+import { requireRoles } from './auth/auth.plugin.ts'
+import type { ConnectionRegistry } from './connections/connection-registry.ts'
+import type { Database } from './db/database.ts'
+import type { InboxWriter } from './ingest/inbox-writer.ts'
+import { ingestRoutes } from './ingest/ingest.routes.ts'
+import type { QueueSet } from './queue/queues.ts'
+import { errorBody } from './shared/http-errors.ts'
+import { statusRoutes } from './status/status.routes.ts'
+
+export interface AppDeps {
+  db: Database
+  queues: QueueSet
+  connections: ConnectionRegistry
+  inbox: InboxWriter
+  resolveKey: (key: string) => Promise<Principal | undefined>
+  bodyLimit: number
+  logger: Logger
+}
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  // Routes log what matters with ids; a line per request would double the log volume of ingest.
+  const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, logController: new Fastify.LogController({ disableRequestLogging: true }), requestIdHeader: 'x-request-id', return503OnClosing: true })
+
+  app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, req, reply) => {
+    if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send(errorBody(err.code ?? 'bad_request', err.message))
+    req.log.error({ err }, 'request failed')
+    return reply.code(500).send(errorBody('internal', 'internal error; see the server log for this request id'))
+  })
+  app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url.split('?')[0]}`)))
+
+  app.get('/healthz', async () => ({ status: 'ok' }))
+  app.get('/readyz', async (_req, reply) => {
+    const [database, redis] = await Promise.all([
+      deps.db.query('select 1').then(() => 'ok', (err: Error) => `down: ${err.message}`),
+      deps.queues.redis.ping().then(() => 'ok', (err: Error) => `down: ${err.message}`),
+    ])
+    const ready = database === 'ok' && redis === 'ok'
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks: { database, redis } })
+  })
+
+  await app.register(ingestRoutes, { db: deps.db, connections: deps.connections, inbox: deps.inbox, bodyLimit: deps.bodyLimit })
+
+  await app.register(
+    async (api) => {
+      await api.register(async (reads) => {
+        reads.addHook('onRequest', requireRoles(deps.resolveKey, roles))
+        await reads.register(statusRoutes, { db: deps.db })
+      })
+      await api.register(adminRoutes, { db: deps.db, resolveKey: deps.resolveKey })
+    },
+    { prefix: '/api/v1' },
+  )
+
+  await app.register(async (admin) => {
+    admin.addHook('onRequest', requireRoles(deps.resolveKey, ['admin', 'ops'], 'orderbridge ops'))
+    const board = new FastifyAdapter()
+    createBullBoard({ queues: deps.queues.all().map((q) => new BullMQAdapter(q)), serverAdapter: board })
+    board.setBasePath('/admin/queues')
+    await admin.register(board.registerPlugin(), { prefix: '/admin/queues' })
+  })
+
+  return app
+}

@@ -1,0 +1,8 @@
+/**
+ * The connector kit: everything a connector may import. Connectors import nothing else from src/.
+ */
+export * from './connector.ts'
+export * from './failure.ts'
+export { failureKindForStatus, parseRetryAfter } from './http-status.ts'
+export { createHttpClient, classifyHttpError } from './http-client.ts'
+export { signStandardWebhook, verifyStandardWebhook, type WebhookHeaders } from './standard-webhooks.ts'

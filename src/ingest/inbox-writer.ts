@@ -1,0 +1,112 @@
+/**
+ * Group commit for the inbox: concurrent deliveries are written in one multi-row insert, and each
+ * is answered only after that insert has committed. While one batch is being written, the next one
+ * gathers, so batches grow with load and latency stays one round trip at low load.
+ */
+import type { Database } from '../db/database.ts'
+
+export interface InboxEntry {
+  connectionId: string
+  eventId: string
+  type: string
+  externalId: string
+  sourceVersion: number
+  document: Record<string, unknown>
+}
+
+export interface InboxOutcome {
+  inboxId: number
+  duplicate: boolean
+}
+
+export interface InboxWriter {
+  write(entry: InboxEntry): Promise<InboxOutcome>
+  /** Waits for every accepted write to finish. */
+  drain(): Promise<void>
+}
+
+interface Pending {
+  entry: InboxEntry
+  resolve(outcome: InboxOutcome): void
+  reject(err: unknown): void
+}
+
+const maxBatch = 500
+
+export function createInboxWriter(db: Database, onCommitted: (inboxIds: number[]) => void): InboxWriter {
+  let queue: Pending[] = []
+  let flushing: Promise<void> | undefined
+
+  async function flushLoop(): Promise<void> {
+    while (queue.length) {
+      const batch = queue.slice(0, maxBatch)
+      queue = queue.slice(maxBatch)
+      try {
+        const fresh = await writeBatch(db, batch)
+        if (fresh.length) onCommitted(fresh)
+      } catch (err) {
+        for (const p of batch) p.reject(err)
+      }
+    }
+    flushing = undefined
+  }
+
+  return {
+    write(entry) {
+      return new Promise<InboxOutcome>((resolve, reject) => {
+        queue.push({ entry, resolve, reject })
+        // setImmediate lets the deliveries parsed in this turn of the event loop join the batch.
+        flushing ??= new Promise<void>((done) => setImmediate(() => flushLoop().then(done)))
+      })
+    },
+    async drain() {
+      while (flushing) await flushing
+    },
+  }
+}
+
+const keyOf = (e: InboxEntry) => `${e.connectionId}\u0000${e.eventId}`
+
+/** Inserts the batch; resolves every waiter; returns the ids that are new. */
+async function writeBatch(db: Database, batch: Pending[]): Promise<number[]> {
+  // A delivery repeated inside one batch gets the same answer as one repeated later.
+  const firsts = new Map<string, InboxEntry>()
+  for (const p of batch) if (!firsts.has(keyOf(p.entry))) firsts.set(keyOf(p.entry), p.entry)
+  const entries = [...firsts.values()]
+  const inserted = await db.query<{ id: number; connection_id: string; event_id: string }>(
+    `insert into inbox_events (connection_id, event_id, event_type, external_id, source_version, document)
+     select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::jsonb[])
+     on conflict (connection_id, event_id) do nothing
+     returning id, connection_id, event_id`,
+    [
+      entries.map((e) => e.connectionId),
+      entries.map((e) => e.eventId),
+      entries.map((e) => e.type),
+      entries.map((e) => e.externalId),
+      entries.map((e) => e.sourceVersion),
+      entries.map((e) => JSON.stringify(e.document)),
+    ],
+  )
+  const ids = new Map(inserted.map((r) => [`${r.connection_id}\u0000${r.event_id}`, r.id]))
+  const fresh = new Set(ids.values())
+  const missing = entries.filter((e) => !ids.has(keyOf(e)))
+  if (missing.length) {
+    const existing = await db.query<{ id: number; connection_id: string; event_id: string }>(
+      `select i.id, i.connection_id, i.event_id from inbox_events i
+       join unnest($1::text[], $2::text[]) as k(connection_id, event_id) using (connection_id, event_id)`,
+      [missing.map((e) => e.connectionId), missing.map((e) => e.eventId)],
+    )
+    for (const r of existing) ids.set(`${r.connection_id}\u0000${r.event_id}`, r.id)
+  }
+  const answered = new Set<number>()
+  for (const p of batch) {
+    const inboxId = ids.get(keyOf(p.entry))
+    if (inboxId === undefined) {
+      p.reject(new Error('inbox row vanished between insert and lookup'))
+      continue
+    }
+    p.resolve({ inboxId, duplicate: !fresh.has(inboxId) || answered.has(inboxId) })
+    answered.add(inboxId)
+  }
+  return [...fresh]
+}

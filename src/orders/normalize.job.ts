@@ -1,0 +1,135 @@
+/**
+ * Turns one committed inbox event into the canonical order: map, validate, then apply it under
+ * the order's row lock in version order. Returns the sync steps to enqueue once committed.
+ * Calls no connector; a document that cannot be mapped waits in "needs attention", never retried blindly.
+ */
+import { randomUUID } from 'node:crypto'
+import type { ConnectionRegistry } from '../connections/connection-registry.ts'
+import type { Database, Queryable } from '../db/database.ts'
+import type { MappingCatalog } from '../mapping/mapping-catalog.ts'
+import { describeMappingError } from '../mapping/compile-mapping.ts'
+import type { SyncJob } from '../queue/queues.ts'
+import { issuesOf } from '../shared/field-issues.ts'
+import { appendChanges, type ChangeInput } from '../status/change-feed.ts'
+import { lockOrderBySource, recordOrderEvent } from './order.repository.ts'
+import { mappedOrderSchema, withTotals, type CanonicalOrder } from './order.schemas.ts'
+import { canTransition, type OrderState } from './order-state.ts'
+
+export const normalizeStepId = 'normalize'
+export const salesOrderOperation = 'salesOrders.upsert'
+
+export interface NormalizeDeps {
+  db: Database
+  connections: ConnectionRegistry
+  mappings: MappingCatalog
+}
+
+export type NormalizeOutcome =
+  | { result: 'applied'; orderId: string; syncJobs: Omit<SyncJob, 'correlationId'>[] }
+  | { result: 'stale'; orderId: string }
+  | { result: 'needs_attention'; errors: string[] }
+  | { result: 'already_done' }
+
+interface InboxRow {
+  id: number
+  connection_id: string
+  event_type: string
+  external_id: string
+  source_version: number
+  document: Record<string, unknown>
+  status: string
+}
+
+export async function normalizeInboxEvent(deps: NormalizeDeps, inboxId: number): Promise<NormalizeOutcome> {
+  const [event] = await deps.db.query<InboxRow>(
+    'select id, connection_id, event_type, external_id, source_version, document, status from inbox_events where id = $1',
+    [inboxId],
+  )
+  if (!event || event.status !== 'pending') return { result: 'already_done' }
+
+  const mapped = mapDocument(deps, event)
+  if (!mapped.ok) {
+    await deps.db.transaction(async (tx) => {
+      await tx.query(`update inbox_events set status = 'needs_attention', processed_at = now(), errors = $2 where id = $1`, [inboxId, JSON.stringify(mapped.errors)])
+      await appendChanges(tx, [{ type: 'event.needs_attention', connectionId: event.connection_id, data: { eventId: String(inboxId), externalId: event.external_id, errors: mapped.errors } }])
+    })
+    return { result: 'needs_attention', errors: mapped.errors }
+  }
+  return deps.db.transaction((tx) => applyEvent(tx, deps, event, mapped.order))
+}
+
+function mapDocument(deps: NormalizeDeps, event: InboxRow): { ok: true; order: CanonicalOrder } | { ok: false; errors: string[] } {
+  const connection = deps.connections.get(event.connection_id)
+  const mappingId = connection?.mappings.inbound
+  if (!mappingId) return { ok: false, errors: [`connection "${event.connection_id}" has no inbound mapping`] }
+  const result = deps.mappings.get(mappingId)(event.document)
+  if (!result.ok) return { ok: false, errors: result.errors.map(describeMappingError) }
+  const order = mappedOrderSchema.safeParse(result.value)
+  if (!order.success) return { ok: false, errors: issuesOf(order.error).map((i) => `${i.path}: ${i.message} (mapping ${mappingId})`) }
+  return { ok: true, order: withTotals(order.data) }
+}
+
+async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, order: CanonicalOrder): Promise<NormalizeOutcome> {
+  const cause = `${event.connection_id} event ${event.id} (${event.event_type}, version ${event.source_version})`
+  const changes: ChangeInput[] = []
+  const erp = deps.connections.pipeline.erp
+  const cancelled = event.event_type === 'order.cancelled'
+
+  // Inserting first makes a concurrent first event for the same order wait on this row, not race it.
+  const newId = randomUUID()
+  const [inserted] = await tx.query<{ id: string }>(
+    `insert into orders (id, source_connection, external_id, state, source_version, document, currency, total)
+     values ($1, $2, $3, 'received', $4, $5, $6, $7)
+     on conflict (source_connection, external_id) do nothing returning id`,
+    [newId, event.connection_id, event.external_id, event.source_version, JSON.stringify(order), order.currency, order.total],
+  )
+  const existing = await lockOrderBySource(tx, event.connection_id, event.external_id)
+  if (!existing) throw new Error(`order ${event.external_id} vanished under its lock`)
+  const orderId = existing.id
+  let state: OrderState = existing.state
+
+  const transition = async (to: OrderState, why: string) => {
+    await recordOrderEvent(tx, { orderId, kind: 'transition', from: state, to, cause: why })
+    changes.push({ type: 'order.state_changed', orderId, data: { from: state, to } })
+    state = to
+  }
+
+  if (inserted) {
+    await recordOrderEvent(tx, { orderId, kind: 'received', to: 'received', cause })
+    changes.push({ type: 'order.created', orderId, connectionId: event.connection_id, data: { externalId: event.external_id, total: order.total, currency: order.currency } })
+    if (cancelled) await transition('cancelled', cause)
+    // Approval rules come with the approval stage; until then every order is approved by policy.
+    else await transition('approved', 'policy: no approval rules configured')
+  } else {
+    if (event.source_version <= existing.sourceVersion) {
+      const reason = event.source_version === existing.sourceVersion ? 'repeated version' : `older than version ${existing.sourceVersion}`
+      await recordOrderEvent(tx, { orderId, kind: 'stale_skipped', cause, detail: { reason, sourceVersion: event.source_version } })
+      await tx.query(`update inbox_events set status = 'stale', processed_at = now(), order_id = $2, errors = $3 where id = $1`, [event.id, orderId, JSON.stringify([reason])])
+      return { result: 'stale', orderId }
+    }
+    await tx.query(
+      'update orders set document = $2, source_version = $3, currency = $4, total = $5, revision = revision + 1, updated_at = now() where id = $1',
+      [orderId, JSON.stringify(order), event.source_version, order.currency, order.total],
+    )
+    await recordOrderEvent(tx, { orderId, kind: 'updated', cause, detail: { sourceVersion: event.source_version } })
+    changes.push({ type: 'order.updated', orderId, connectionId: event.connection_id, data: { sourceVersion: event.source_version, total: order.total } })
+    if (cancelled) {
+      if (canTransition(state, 'cancelled')) await transition('cancelled', cause)
+      else await recordOrderEvent(tx, { orderId, kind: 'refused', cause, detail: { reason: `an order in state ${state} cannot be cancelled` } })
+    }
+  }
+
+  const syncJobs: Omit<SyncJob, 'correlationId'>[] = []
+  if (state !== 'cancelled') {
+    await tx.query(
+      `insert into links (order_id, connection_id, operation, status) values ($1, $2, $3, 'pending')
+       on conflict (order_id, connection_id, operation) do update set status = 'pending', updated_at = now()`,
+      [orderId, erp.id, salesOrderOperation],
+    )
+    syncJobs.push({ orderId, connectionId: erp.id, operation: salesOrderOperation, sourceVersion: event.source_version })
+  }
+  if (state !== existing.state) await tx.query('update orders set state = $2, revision = revision + 1, updated_at = now() where id = $1', [orderId, state])
+  await tx.query(`update inbox_events set status = 'processed', processed_at = now(), order_id = $2 where id = $1`, [event.id, orderId])
+  await appendChanges(tx, changes)
+  return { result: 'applied', orderId, syncJobs }
+}

@@ -1,0 +1,150 @@
+/**
+ * Orders, their timeline and their links to other systems, as stored in the database.
+ */
+import type { Queryable } from '../db/database.ts'
+import type { CanonicalOrder } from './order.schemas.ts'
+import type { OrderState } from './order-state.ts'
+
+export interface OrderRow {
+  id: string
+  sourceConnection: string
+  externalId: string
+  state: OrderState
+  sourceVersion: number
+  revision: number
+  document: CanonicalOrder
+  currency: string
+  total: string
+  createdAt: string
+  updatedAt: string
+}
+
+export interface LinkRow {
+  orderId: string
+  connectionId: string
+  operation: string
+  externalId: string | null
+  status: string
+  lastSyncedVersion: number | null
+  lastError: { kind: string; message: string } | null
+  updatedAt: string
+}
+
+export interface TimelineEntry {
+  at: string
+  kind: string
+  fromState: string | null
+  toState: string | null
+  cause: string
+  detail: Record<string, unknown> | null
+}
+
+const orderColumns = 'id, source_connection, external_id, state, source_version, revision, document, currency, total::text as total, created_at, updated_at'
+
+function toOrder(r: Record<string, unknown>): OrderRow {
+  return {
+    id: r.id as string,
+    sourceConnection: r.source_connection as string,
+    externalId: r.external_id as string,
+    state: r.state as OrderState,
+    sourceVersion: r.source_version as number,
+    revision: r.revision as number,
+    document: r.document as CanonicalOrder,
+    currency: r.currency as string,
+    total: r.total as string,
+    createdAt: (r.created_at as Date).toISOString(),
+    updatedAt: (r.updated_at as Date).toISOString(),
+  }
+}
+
+function toLink(r: Record<string, unknown>): LinkRow {
+  return {
+    orderId: r.order_id as string,
+    connectionId: r.connection_id as string,
+    operation: r.operation as string,
+    externalId: r.external_id as string | null,
+    status: r.status as string,
+    lastSyncedVersion: r.last_synced_version as number | null,
+    lastError: r.last_error as LinkRow['lastError'],
+    updatedAt: (r.updated_at as Date).toISOString(),
+  }
+}
+
+export async function findOrder(db: Queryable, id: string): Promise<OrderRow | undefined> {
+  const [row] = await db.query(`select ${orderColumns} from orders where id = $1`, [id])
+  return row && toOrder(row)
+}
+
+/** Locks the order's row for the rest of the transaction, so its steps never interleave. */
+export async function lockOrderBySource(tx: Queryable, connectionId: string, externalId: string): Promise<OrderRow | undefined> {
+  const [row] = await tx.query(`select ${orderColumns} from orders where source_connection = $1 and external_id = $2 for update`, [connectionId, externalId])
+  return row && toOrder(row)
+}
+
+export async function lockOrder(tx: Queryable, id: string): Promise<OrderRow | undefined> {
+  const [row] = await tx.query(`select ${orderColumns} from orders where id = $1 for update`, [id])
+  return row && toOrder(row)
+}
+
+export interface OrderFilter {
+  connectionId?: string
+  externalId?: string
+  state?: string
+  /** Cursor: orders created before this one (by creation order). */
+  after?: string
+  /** Only orders from or linked to this connection (integration keys). */
+  visibleTo?: string
+  limit: number
+}
+
+export async function listOrders(db: Queryable, f: OrderFilter): Promise<OrderRow[]> {
+  const rows = await db.query(
+    `select ${orderColumns} from orders
+     where ($1::text is null or source_connection = $1)
+       and ($2::text is null or external_id = $2)
+       and ($3::text is null or state = $3)
+       and ($4::uuid is null or (created_at, id) < (select created_at, id from orders where id = $4))
+       and ($6::text is null or source_connection = $6 or exists (select 1 from links l where l.order_id = orders.id and l.connection_id = $6))
+     order by created_at desc, id desc limit $5`,
+    [f.connectionId ?? null, f.externalId ?? null, f.state ?? null, f.after ?? null, f.limit, f.visibleTo ?? null],
+  )
+  return rows.map(toOrder)
+}
+
+export async function linksOf(db: Queryable, orderIds: readonly string[]): Promise<LinkRow[]> {
+  if (!orderIds.length) return []
+  const rows = await db.query(
+    'select order_id, connection_id, operation, external_id, status, last_synced_version, last_error, updated_at from links where order_id = any($1::uuid[]) order by connection_id, operation',
+    [orderIds],
+  )
+  return rows.map(toLink)
+}
+
+export async function timelineOf(db: Queryable, orderId: string): Promise<TimelineEntry[]> {
+  const rows = await db.query<Record<string, unknown>>(
+    'select at, kind, from_state, to_state, cause, detail from order_events where order_id = $1 order by id',
+    [orderId],
+  )
+  return rows.map((r) => ({
+    at: (r.at as Date).toISOString(),
+    kind: r.kind as string,
+    fromState: r.from_state as string | null,
+    toState: r.to_state as string | null,
+    cause: r.cause as string,
+    detail: r.detail as Record<string, unknown> | null,
+  }))
+}
+
+export async function recordOrderEvent(
+  tx: Queryable,
+  e: { orderId: string; kind: string; from?: OrderState; to?: OrderState; cause: string; detail?: Record<string, unknown> },
+): Promise<void> {
+  await tx.query('insert into order_events (order_id, kind, from_state, to_state, cause, detail) values ($1, $2, $3, $4, $5, $6)', [
+    e.orderId,
+    e.kind,
+    e.from ?? null,
+    e.to ?? null,
+    e.cause,
+    e.detail ? JSON.stringify(e.detail) : null,
+  ])
+}

@@ -1,0 +1,88 @@
+/**
+ * BullMQ queues: transport only. Every job is derived from a database row, so losing Redis loses
+ * no work (the sweeper re-enqueues from the database). Job ids are deterministic and contain no `:`.
+ */
+import { Queue, type JobsOptions } from 'bullmq'
+import { Redis } from 'ioredis'
+import { z } from 'zod'
+
+export const ingestQueueName = 'ingest'
+export const syncQueueName = (connectionId: string) => `sync-${connectionId}`
+
+export const ingestJobSchema = z.object({ inboxId: z.number().int().positive(), correlationId: z.string() })
+export type IngestJob = z.infer<typeof ingestJobSchema>
+
+export const syncJobSchema = z.object({
+  orderId: z.uuid(),
+  connectionId: z.string(),
+  operation: z.string(),
+  sourceVersion: z.number().int(),
+  correlationId: z.string(),
+})
+export type SyncJob = z.infer<typeof syncJobSchema>
+
+export const ingestJobId = (inboxId: number) => `inbox-${inboxId}`
+export const syncJobId = (job: Pick<SyncJob, 'orderId' | 'connectionId' | 'operation' | 'sourceVersion'>) =>
+  `sync-${job.orderId}-${job.connectionId}-${job.operation}-v${job.sourceVersion}`
+
+const defaultJobOptions: JobsOptions = {
+  attempts: 8,
+  backoff: { type: 'exponential', delay: 1_000, jitter: 0.5 },
+  // Completed jobs free their id (the database keeps the history); failed ones stay for ops to see.
+  removeOnComplete: true,
+  removeOnFail: { age: 7 * 24 * 3600 },
+}
+
+export interface QueueSet {
+  readonly redis: Redis
+  /** The BullMQ prefix; a hash tag so each queue's keys share a Redis Cluster slot. */
+  readonly prefix: string
+  readonly ingest: Queue<IngestJob>
+  sync(connectionId: string): Queue<SyncJob>
+  all(): Queue[]
+  close(): Promise<void>
+}
+
+export function createRedis(url: string): Redis {
+  // Workers block on Redis; BullMQ requires that commands wait for a reconnect instead of failing.
+  return new Redis(url, { maxRetriesPerRequest: null, lazyConnect: false })
+}
+
+export function createQueueSet(options: { redisUrl: string; prefix: string; syncConnections: readonly string[] }): QueueSet {
+  const redis = createRedis(options.redisUrl)
+  redis.on('error', () => {}) // reported by /readyz and by the calls that fail
+  const prefix = `{${options.prefix}}`
+  const ingest = new Queue<IngestJob>(ingestQueueName, { connection: redis, prefix, defaultJobOptions })
+  const sync = new Map(
+    options.syncConnections.map((id) => [id, new Queue<SyncJob>(syncQueueName(id), { connection: redis, prefix, defaultJobOptions })]),
+  )
+  return {
+    redis,
+    prefix,
+    ingest,
+    sync(connectionId) {
+      const queue = sync.get(connectionId)
+      if (!queue) throw new Error(`no sync queue for connection ${connectionId}`)
+      return queue
+    },
+    all: () => [ingest, ...sync.values()],
+    async close() {
+      await Promise.all([ingest.close(), ...[...sync.values()].map((q) => q.close())])
+      redis.disconnect()
+    },
+  }
+}
+
+/**
+ * Adds a job unless one with its id is waiting, delayed or active. A finished job with the same id
+ * is removed first, so a re-enqueue from the database is never swallowed by a stale id.
+ */
+export async function ensureJob<T>(queue: Queue<T>, name: string, data: T, jobId: string): Promise<void> {
+  const existing = await queue.getJob(jobId)
+  if (existing) {
+    const state = await existing.getState()
+    if (state !== 'completed' && state !== 'failed') return
+    await existing.remove().catch(() => {})
+  }
+  await queue.add(name as never, data as never, { jobId } as never)
+}

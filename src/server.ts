@@ -1,0 +1,107 @@
+/**
+ * Starts orderbridge in one of its modes: `all` (API, workers and, with no configuration file,
+ * the demo), `api`, `worker`. Owns start-up order and the bounded drain on SIGTERM.
+ */
+import path from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import { connectors } from '../connectors/index.ts'
+import { buildApp } from './app.ts'
+import { createKeyResolver, ensureAdminKey } from './auth/api-keys.ts'
+import { loadConfigFile, type Env, type FileConfig } from './config.ts'
+import { createConnectionRegistry } from './connections/connection-registry.ts'
+import { openDatabase, type Database } from './db/database.ts'
+import { migrate } from './db/migrate.ts'
+import { loadOrCreateCredentials } from './demo/demo-credentials.ts'
+import { demoConfig, startDemoSimulators, type DemoSimulators } from './demo/demo-environment.ts'
+import { createInboxWriter } from './ingest/inbox-writer.ts'
+import { createMappingCatalog, loadMappingSpecs } from './mapping/mapping-catalog.ts'
+import { createLogger } from './observability/logger.ts'
+import { createQueueSet, ingestJobId } from './queue/queues.ts'
+import { locateRedis } from './queue/redis-bootstrap.ts'
+import { startWorkers } from './worker.ts'
+
+export type Mode = 'all' | 'api' | 'worker'
+
+export function openStorage(env: Env): Promise<Database> {
+  return env.DATABASE_URL
+    ? openDatabase({ engine: 'postgres', url: env.DATABASE_URL, schema: env.ORDERBRIDGE_DB_SCHEMA })
+    : openDatabase({ engine: 'pglite', dataDir: path.resolve(env.ORDERBRIDGE_DATA_DIR, 'pglite') })
+}
+
+export interface RunningOrderbridge {
+  url?: string
+  app?: FastifyInstance
+  db: Database
+  adminKey?: string
+  demo?: { webhookSecret: string; erpUrl: string; wmsUrl: string }
+  logger: Logger
+  /** The bounded drain: stop accepting, finish or return in-flight work, close everything. */
+  close(): Promise<void>
+}
+
+export interface StartOptions {
+  mode: Mode
+  env: Env
+  /** Replaces the configuration file (tests). */
+  config?: FileConfig
+  logger?: Logger
+}
+
+export async function startOrderbridge({ mode, env, config: given, logger = createLogger(env.LOG_LEVEL) }: StartOptions): Promise<RunningOrderbridge> {
+  const closers: (() => Promise<unknown>)[] = []
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close().catch((err) => logger.error({ err }, 'error during shutdown'))
+  }
+  try {
+    const db = await openStorage(env)
+    closers.push(() => db.close())
+    await migrate(db)
+
+    let config = given ?? (env.ORDERBRIDGE_CONFIG ? loadConfigFile(env.ORDERBRIDGE_CONFIG) : undefined)
+    let simulators: DemoSimulators | undefined
+    const credentials = config && env.ORDERBRIDGE_ADMIN_KEY ? undefined : loadOrCreateCredentials(env)
+    if (!config) {
+      if (mode !== 'all') throw new Error(`the ${mode} mode needs ORDERBRIDGE_CONFIG (the demo runs only in the all mode)`)
+      simulators = await startDemoSimulators(credentials!)
+      closers.push(() => simulators!.close())
+      config = demoConfig(credentials!, simulators)
+    }
+    const mappings = createMappingCatalog(loadMappingSpecs())
+    const connections = createConnectionRegistry(config, connectors, mappings, env.ORDERBRIDGE_CONFIG ?? 'the demo configuration')
+
+    const redis = await locateRedis({ url: env.REDIS_URL, allowPrivate: mode === 'all', dataDir: env.ORDERBRIDGE_DATA_DIR })
+    if (redis.stop) closers.push(redis.stop)
+    const queues = createQueueSet({ redisUrl: redis.url, prefix: env.ORDERBRIDGE_QUEUE_PREFIX, syncConnections: [connections.pipeline.erp.id] })
+    closers.push(() => queues.close())
+
+    const running: RunningOrderbridge = { db, logger, close: closeAll }
+    // Closers run in reverse: the API stops accepting first, then the workers drain.
+    if (mode !== 'api') {
+      const workers = startWorkers({ db, queues, connections, mappings, logger, sweepIntervalMs: env.ORDERBRIDGE_SWEEP_INTERVAL_MS })
+      closers.push(() => workers.close(env.ORDERBRIDGE_SHUTDOWN_TIMEOUT_MS))
+    }
+    if (mode !== 'worker') {
+      const adminKey = env.ORDERBRIDGE_ADMIN_KEY ?? credentials!.adminKey
+      await ensureAdminKey(db, adminKey)
+      const inbox = createInboxWriter(db, (ids) => {
+        // Acknowledged already (committed); if this enqueue is lost, the sweeper re-enqueues from the inbox.
+        queues.ingest
+          .addBulk(ids.map((inboxId) => ({ name: 'normalize', data: { inboxId, correlationId: `inbox-${inboxId}` }, opts: { jobId: ingestJobId(inboxId) } })))
+          .catch((err) => logger.warn({ err, count: ids.length }, 'enqueue after commit failed; the sweeper will pick these up'))
+      })
+      const app = await buildApp({ db, queues, connections, inbox, resolveKey: createKeyResolver(db), bodyLimit: env.ORDERBRIDGE_BODY_LIMIT_BYTES, logger })
+      closers.push(async () => {
+        await app.close()
+        await inbox.drain()
+      })
+      const address = await app.listen({ port: env.PORT, host: env.HOST })
+      Object.assign(running, { app, url: address, adminKey })
+    }
+    if (simulators) running.demo = { webhookSecret: credentials!.demoWebhookSecret, erpUrl: simulators.erpUrl, wmsUrl: simulators.wmsUrl }
+    return running
+  } catch (err) {
+    await closeAll()
+    throw err
+  }
+}
