@@ -84,12 +84,15 @@ export async function startOrderbridge({ mode, env, config: given, logger = crea
     if (mode !== 'worker') {
       const adminKey = env.ORDERBRIDGE_ADMIN_KEY ?? credentials!.adminKey
       await ensureAdminKey(db, adminKey)
-      const inbox = createInboxWriter(db, (ids) => {
+      const inbox = createInboxWriter(db, (ids) =>
         // Acknowledged already (committed); if this enqueue is lost, the sweeper re-enqueues from the inbox.
         queues.ingest
           .addBulk(ids.map((inboxId) => ({ name: 'normalize', data: { inboxId, correlationId: `inbox-${inboxId}` }, opts: { jobId: ingestJobId(inboxId) } })))
-          .catch((err) => logger.warn({ err, count: ids.length }, 'enqueue after commit failed; the sweeper will pick these up'))
-      })
+          .then(
+            () => {},
+            (err) => logger.warn({ err, count: ids.length }, 'enqueue after commit failed; the sweeper will pick these up'),
+          ),
+      )
       const app = await buildApp({ db, queues, connections, inbox, resolveKey: createKeyResolver(db), bodyLimit: env.ORDERBRIDGE_BODY_LIMIT_BYTES, logger })
       closers.push(async () => {
         await app.close()

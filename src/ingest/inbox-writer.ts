@@ -33,9 +33,11 @@ interface Pending {
 
 const maxBatch = 500
 
-export function createInboxWriter(db: Database, onCommitted: (inboxIds: number[]) => void): InboxWriter {
+/** `onCommitted` runs after the answers are sent (e.g. to enqueue); drain() waits for it too. */
+export function createInboxWriter(db: Database, onCommitted: (inboxIds: number[]) => Promise<void>): InboxWriter {
   let queue: Pending[] = []
   let flushing: Promise<void> | undefined
+  const afterCommit = new Set<Promise<void>>()
 
   async function flushLoop(): Promise<void> {
     while (queue.length) {
@@ -43,7 +45,10 @@ export function createInboxWriter(db: Database, onCommitted: (inboxIds: number[]
       queue = queue.slice(maxBatch)
       try {
         const fresh = await writeBatch(db, batch)
-        if (fresh.length) onCommitted(fresh)
+        if (fresh.length) {
+          const done: Promise<void> = onCommitted(fresh).finally(() => afterCommit.delete(done))
+          afterCommit.add(done)
+        }
       } catch (err) {
         for (const p of batch) p.reject(err)
       }
@@ -61,6 +66,7 @@ export function createInboxWriter(db: Database, onCommitted: (inboxIds: number[]
     },
     async drain() {
       while (flushing) await flushing
+      await Promise.allSettled([...afterCommit])
     },
   }
 }

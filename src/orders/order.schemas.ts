@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { addDecimals, isDecimalString, multiplyDecimals } from '../shared/decimal.ts'
+import { addDecimals, isDecimalString, multiplyDecimals, trimDecimal } from '../shared/decimal.ts'
 
 const decimalString = z.string().refine(isDecimalString, 'must be a decimal string')
 
@@ -27,8 +27,11 @@ export interface CanonicalOrder extends MappedOrder {
   total: string
 }
 
-/** Line totals and the order total, computed exactly. */
+/** Amounts show at least this many decimals (cents); more only when the exact value needs them. */
+const amountScale = 2
+
+/** Line totals and the order total, computed exactly: never rounded, only trailing zeros trimmed. */
 export function withTotals(order: MappedOrder): CanonicalOrder {
-  const lines = order.lines.map((line) => ({ ...line, lineTotal: multiplyDecimals(line.quantity, line.unitPrice) }))
-  return { ...order, lines, total: addDecimals(lines.map((l) => l.lineTotal), 2) }
+  const lines = order.lines.map((line) => ({ ...line, lineTotal: trimDecimal(multiplyDecimals(line.quantity, line.unitPrice), amountScale) }))
+  return { ...order, lines, total: trimDecimal(addDecimals(lines.map((l) => l.lineTotal)), amountScale) }
 }

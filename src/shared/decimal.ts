@@ -32,9 +32,9 @@ function fromScaled(units: bigint, scale: number): string {
   return negative ? `-${text}` : text
 }
 
-export function addDecimals(values: readonly string[], minScale = 0): string {
+export function addDecimals(values: readonly string[]): string {
   const scaled = values.map(toScaled)
-  const scale = Math.max(minScale, ...scaled.map((v) => v.scale))
+  const scale = Math.max(0, ...scaled.map((v) => v.scale))
   return fromScaled(scaled.reduce((sum, v) => sum + rescale(v, scale), 0n), scale)
 }
 
@@ -53,6 +53,17 @@ export function roundDecimal(value: string, scale: number): string {
   const abs = negative ? -v.units : v.units
   const rounded = (abs + divisor / 2n) / divisor
   return fromScaled(negative ? -rounded : rounded, scale)
+}
+
+/** Drops trailing fractional zeros down to `minScale` places; never rounds. `0.300` → `0.30`. */
+export function trimDecimal(value: string, minScale: number): string {
+  const v = toScaled(value)
+  let { units, scale } = v
+  while (scale > minScale && units % 10n === 0n) {
+    units /= 10n
+    scale--
+  }
+  return scale < minScale ? fromScaled(units * 10n ** BigInt(minScale - scale), minScale) : fromScaled(units, scale)
 }
 
 export function compareDecimals(a: string, b: string): number {

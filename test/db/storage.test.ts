@@ -1,0 +1,127 @@
+/**
+ * The same storage behaviour on PGlite and on PostgreSQL: migrations, the group-commit inbox,
+ * the gap-free change feed, version-ordered order updates, and the sweeper's recovery of work
+ * that was committed but never queued.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { sampleOrder } from '../../connectors/demo-crm/sender.ts'
+import { connectors } from '../../connectors/index.ts'
+import { createConnectionRegistry } from '../../src/connections/connection-registry.ts'
+import { migrate } from '../../src/db/migrate.ts'
+import { demoConfig } from '../../src/demo/demo-environment.ts'
+import { createInboxWriter, type InboxEntry } from '../../src/ingest/inbox-writer.ts'
+import { createMappingCatalog, loadMappingSpecs } from '../../src/mapping/mapping-catalog.ts'
+import { normalizeInboxEvent } from '../../src/orders/normalize.job.ts'
+import { createQueueSet, ingestJobId, syncJobId, type QueueSet } from '../../src/queue/queues.ts'
+import { sweep } from '../../src/queue/sweeper.ts'
+import { appendChanges, readChanges } from '../../src/status/change-feed.ts'
+import { engines, openTestDatabase, uniqueName, type TestDatabase } from '../support/test-database.ts'
+import { deleteQueueKeys, redisUrl } from '../support/test-redis.ts'
+import { testCredentials } from '../support/test-orderbridge.ts'
+
+const specs = loadMappingSpecs()
+const connections = createConnectionRegistry(demoConfig(testCredentials, { erpUrl: 'http://127.0.0.1:9', wmsUrl: 'http://127.0.0.1:9' }), connectors, createMappingCatalog(specs))
+
+const entry = (n: number, overrides: Partial<InboxEntry> = {}): InboxEntry => {
+  const document = sampleOrder(n, `SO-S-${n}`)
+  return { connectionId: 'demo-crm', eventId: `msg_${n}`, type: 'order.created', externalId: document.order_id, sourceVersion: 1, document, ...overrides }
+}
+
+describe.each(engines)('storage on %s', (engine) => {
+  let t: TestDatabase
+  let queues: QueueSet
+  const prefix = uniqueName('test')
+  beforeAll(async () => {
+    t = await openTestDatabase(engine)
+    queues = createQueueSet({ redisUrl, prefix, syncConnections: ['demo-erp'] })
+  })
+  afterAll(async () => {
+    await queues?.close()
+    await deleteQueueKeys(prefix)
+    await t?.drop()
+  })
+
+  const write = (entries: InboxEntry[]) => {
+    const inbox = createInboxWriter(t.db, async () => {})
+    return Promise.all(entries.map((e) => inbox.write(e)))
+  }
+  const normalize = (inboxId: number, mappings = createMappingCatalog(specs)) => normalizeInboxEvent({ db: t.db, connections, mappings }, inboxId)
+
+  it('applies migrations once', async () => {
+    expect(await migrate(t.db)).toEqual([])
+  })
+
+  it('commits concurrent deliveries together and answers a repeated event id with the first id', async () => {
+    const entries = [...Array.from({ length: 40 }, (_, i) => entry(100 + i)), ...Array.from({ length: 10 }, (_, i) => entry(100 + i))]
+    const outcomes = await write(entries)
+    expect(outcomes.filter((o) => !o.duplicate)).toHaveLength(40)
+    for (let i = 0; i < 10; i++) expect(outcomes[40 + i]).toEqual({ inboxId: outcomes[i]!.inboxId, duplicate: true })
+    const later = await write([entry(100)])
+    expect(later[0]).toEqual({ inboxId: outcomes[0]!.inboxId, duplicate: true })
+    const [count] = await t.db.query<{ n: number }>(`select count(*)::int as n from inbox_events where event_id like 'msg_1__'`)
+    expect(count!.n).toBe(40)
+  })
+
+  it('keeps the change feed gap-free and ordered under concurrent writers', async () => {
+    const [before] = await t.db.query<{ seq: number | null }>('select max(seq) as seq from changes')
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        t.db.transaction(async (tx) => {
+          await appendChanges(tx, [{ type: 'test.change', data: { i } }, { type: 'test.change', data: { i, second: true } }])
+        }),
+      ),
+    )
+    const changes = await readChanges(t.db, before!.seq ?? 0, 1000)
+    expect(changes).toHaveLength(40)
+    changes.forEach((c, i) => expect(c.seq).toBe((before!.seq ?? 0) + 1 + i))
+  })
+
+  it('computes totals exactly and stores them as decimals', async () => {
+    const document = { ...sampleOrder(200, 'SO-S-EXACT'), items: [{ product_code: 'A', qty: 3, price: '0.10' }, { product_code: 'B', qty: '1.5', price: '0.20' }] }
+    const [o] = await write([entry(200, { document, externalId: 'SO-S-EXACT' })])
+    const outcome = await normalize(o!.inboxId)
+    expect(outcome.result).toBe('applied')
+    const [row] = await t.db.query<{ total: string }>(`select total::text as total from orders where external_id = 'SO-S-EXACT'`)
+    expect(row!.total).toBe('0.60')
+  })
+
+  it('applies versions in order: newer wins, older and repeated are skipped with the reason', async () => {
+    const v = (version: number, n: number) => entry(300, { eventId: `msg_v${version}_${n}`, sourceVersion: version, document: { ...sampleOrder(300, 'SO-S-V'), version }, externalId: 'SO-S-V' })
+    const [v1, v3, v2, v3again] = await write([v(1, 1), v(3, 1), v(2, 1), v(3, 2)])
+    // v3 and v2 race for the same order; the row lock makes them apply one after the other.
+    await normalize(v1!.inboxId)
+    const results = await Promise.all([normalize(v3!.inboxId), normalize(v2!.inboxId)])
+    expect(results.map((r) => r.result).sort()).toEqual(['applied', engine === 'pglite' ? 'stale' : expect.stringMatching(/applied|stale/)])
+    expect((await normalize(v3again!.inboxId)).result).toBe('stale')
+    const [order] = await t.db.query<{ source_version: number; id: string }>(`select id, source_version from orders where external_id = 'SO-S-V'`)
+    expect(order!.source_version).toBe(3)
+    const skipped = await t.db.query<{ detail: { reason: string } }>(`select detail from order_events where order_id = $1 and kind = 'stale_skipped'`, [order!.id])
+    expect(skipped.map((s) => s.detail.reason)).toContain('repeated version')
+  })
+
+  it('puts a document that does not map into "needs attention" with field-level errors', async () => {
+    const strict = createMappingCatalog(
+      specs.map((s) => (s.id === 'demo-crm.to-canonical.order' ? { ...s, fields: [...s.fields, { to: 'region', from: 'region', required: true }] } : s)),
+    )
+    const [o] = await write([entry(400)])
+    expect(await normalize(o!.inboxId, strict)).toEqual({ result: 'needs_attention', errors: ['region: is required (from region)'] })
+    const [row] = await t.db.query<{ status: string; errors: string[] }>('select status, errors from inbox_events where id = $1', [o!.inboxId])
+    expect(row).toEqual({ status: 'needs_attention', errors: ['region: is required (from region)'] })
+  })
+
+  it('re-enqueues committed work that has no job (Redis flushed, or a crash before enqueue)', async () => {
+    const [pending] = await write([entry(500)])
+    const [applied] = await write([entry(501)])
+    const outcome = await normalize(applied!.inboxId)
+    expect(outcome.result).toBe('applied')
+    await deleteQueueKeys(prefix) // as FLUSHALL would
+    const result = await sweep(t.db, queues, { graceSeconds: 0 })
+    expect(result.inbox).toBeGreaterThanOrEqual(1)
+    expect(await queues.ingest.getJob(ingestJobId(pending!.inboxId))).toBeTruthy()
+    const step = outcome.result === 'applied' ? outcome.syncJobs[0]! : undefined
+    expect(await queues.sync('demo-erp').getJob(syncJobId(step!))).toBeTruthy()
+    // A second sweep finds the jobs there and adds nothing twice.
+    await sweep(t.db, queues, { graceSeconds: 0 })
+    expect(await queues.ingest.getJobCountByTypes('waiting')).toBe(result.inbox)
+  })
+})

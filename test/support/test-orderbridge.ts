@@ -1,0 +1,111 @@
+/**
+ * A whole orderbridge for a test: real HTTP on an ephemeral port, real Redis under its own queue
+ * prefix, its own database (PGlite or a PostgreSQL schema), the demo connections pointed at
+ * simulators the test owns (so it can inject faults), and a signed demo CRM sender.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { createDemoCrmSender, type DemoCrmSender } from '../../connectors/demo-crm/sender.ts'
+import { startErpSimulator, type ErpSimulator } from '../../connectors/generic-rest/simulator.ts'
+import { startWmsSimulator } from '../../connectors/demo-wms/simulator.ts'
+import { loadEnv } from '../../src/config.ts'
+import { demoConfig } from '../../src/demo/demo-environment.ts'
+import { createLogger } from '../../src/observability/logger.ts'
+import { startOrderbridge, type Mode, type RunningOrderbridge } from '../../src/server.ts'
+import { postgresUrl, uniqueName, type Engine } from './test-database.ts'
+import { deleteQueueKeys, redisUrl } from './test-redis.ts'
+
+export const testCredentials = {
+  adminKey: 'obk_test_admin_key_0123456789abcdef',
+  demoWebhookSecret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+  demoErpToken: 'erp-token-for-tests',
+  demoWmsToken: 'wms-token-for-tests',
+}
+
+export interface TestStack {
+  url: string
+  env: Record<string, string>
+  erp: ErpSimulator
+  crm: DemoCrmSender
+  /** The processes of this stack (restartable). */
+  start(mode?: Mode): Promise<RunningOrderbridge>
+  stop(): Promise<void>
+  api<T = any>(path: string, init?: { method?: string; body?: unknown; key?: string }): Promise<{ status: number; body: T }>
+  waitFor<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs?: number): Promise<T>
+  close(): Promise<void>
+}
+
+export async function startTestStack(engine: Engine, options: { sweepIntervalMs?: number } = {}): Promise<TestStack> {
+  const erp = await startErpSimulator({ apiToken: testCredentials.demoErpToken })
+  const wms = await startWmsSimulator({ apiToken: testCredentials.demoWmsToken })
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'orderbridge-test-'))
+  const schema = uniqueName('t')
+  const prefix = uniqueName('test')
+  const env: Record<string, string> = {
+    PORT: '0',
+    ORDERBRIDGE_DATA_DIR: dataDir,
+    REDIS_URL: redisUrl,
+    ORDERBRIDGE_QUEUE_PREFIX: prefix,
+    ORDERBRIDGE_ADMIN_KEY: testCredentials.adminKey,
+    ORDERBRIDGE_DEMO_WEBHOOK_SECRET: testCredentials.demoWebhookSecret,
+    ORDERBRIDGE_SWEEP_INTERVAL_MS: String(options.sweepIntervalMs ?? 60_000),
+    ORDERBRIDGE_SHUTDOWN_TIMEOUT_MS: '5000',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    ...(engine === 'postgres' ? { DATABASE_URL: postgresUrl, ORDERBRIDGE_DB_SCHEMA: schema } : {}),
+  }
+  const config = demoConfig(testCredentials, { erpUrl: erp.url, wmsUrl: wms.url })
+  let running: RunningOrderbridge | undefined
+  let port = 0
+  const stack: TestStack = {
+    url: '',
+    env,
+    erp,
+    crm: createDemoCrmSender({ webhookUrl: '', secret: testCredentials.demoWebhookSecret, retries: 0 }),
+    async start(mode = 'all') {
+      // A restart reuses the port, as a process manager would.
+      running = await startOrderbridge({ mode, env: loadEnv({ ...env, PORT: String(port) }), config, logger: createLogger(env.LOG_LEVEL!) })
+      if (running.url) {
+        stack.url = running.url
+        port = Number(new URL(running.url).port)
+        stack.crm = createDemoCrmSender({ webhookUrl: `${running.url}/webhooks/demo-crm`, secret: testCredentials.demoWebhookSecret, retries: 0 })
+      }
+      return running
+    },
+    async stop() {
+      await running?.close()
+      running = undefined
+    },
+    async api(p, init = {}) {
+      const response = await fetch(`${stack.url}${p}`, {
+        method: init.method ?? 'GET',
+        headers: { authorization: `Bearer ${init.key ?? testCredentials.adminKey}`, ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        body: init.body !== undefined ? JSON.stringify(init.body) : undefined,
+      })
+      return { status: response.status, body: (await response.json()) as never }
+    },
+    async waitFor(probe, what, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const value = await probe()
+        if (value) return value
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    },
+    async close() {
+      await stack.stop()
+      await Promise.all([erp.close(), wms.close()])
+      await deleteQueueKeys(prefix)
+      if (engine === 'postgres') {
+        const { openDatabase } = await import('../../src/db/database.ts')
+        const db = await openDatabase({ engine: 'postgres', url: postgresUrl })
+        await db.query(`drop schema if exists ${schema} cascade`)
+        await db.close()
+      }
+      rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+  await stack.start()
+  return stack
+}
