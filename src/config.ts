@@ -31,6 +31,8 @@ export const envSchema = z.object({
     .regex(/^whsec_[A-Za-z0-9+/=]+$/, 'a Standard Webhooks secret: whsec_ followed by base64')
     .optional()
     .describe('Webhook secret of the demo CRM connection; generated once and kept in the data folder when unset'),
+  ORDERBRIDGE_DEMO_ERP_TOKEN: z.string().min(8).optional().describe('API token of the demo ERP simulator; generated once and kept in the data folder when unset'),
+  ORDERBRIDGE_DEMO_WMS_TOKEN: z.string().min(8).optional().describe('API token of the demo WMS simulator; generated once and kept in the data folder when unset'),
   ORDERBRIDGE_ADMIN_KEY: z.string().min(16).optional().describe('The first admin API key; generated once and kept in the data folder when unset'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level'),
   ORDERBRIDGE_BODY_LIMIT_BYTES: z.coerce.number().int().positive().default(1_048_576).describe('Largest webhook body accepted'),

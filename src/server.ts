@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import { connectors } from '../connectors/index.ts'
 import { buildApp } from './app.ts'
 import { createKeyResolver, ensureAdminKey } from './auth/api-keys.ts'
-import { loadConfigFile, type Env, type FileConfig } from './config.ts'
+import { loadConfigFile, validateConfig, type Env, type FileConfig } from './config.ts'
 import { createConnectionRegistry } from './connections/connection-registry.ts'
 import { openDatabase, type Database } from './db/database.ts'
 import { migrate } from './db/migrate.ts'
@@ -58,14 +58,16 @@ export async function startOrderbridge({ mode, env, config: given, logger = crea
     closers.push(() => db.close())
     await migrate(db)
 
-    let config = given ?? (env.ORDERBRIDGE_CONFIG ? loadConfigFile(env.ORDERBRIDGE_CONFIG) : undefined)
+    let config = given ? validateConfig(given, 'the given configuration') : env.ORDERBRIDGE_CONFIG ? loadConfigFile(env.ORDERBRIDGE_CONFIG) : undefined
     let simulators: DemoSimulators | undefined
-    const credentials = config && env.ORDERBRIDGE_ADMIN_KEY ? undefined : loadOrCreateCredentials(env)
+    // Only the single-process mode generates credentials into the data folder: API replicas must
+    // share one admin key (ORDERBRIDGE_ADMIN_KEY or keys already in the database), not make their own.
+    const credentials = mode === 'all' ? loadOrCreateCredentials(env) : undefined
     if (!config) {
-      if (mode !== 'all') throw new Error(`the ${mode} mode needs ORDERBRIDGE_CONFIG (the demo runs only in the all mode)`)
-      simulators = await startDemoSimulators(credentials!)
+      if (!credentials) throw new Error(`the ${mode} mode needs ORDERBRIDGE_CONFIG (the demo runs only in the all mode)`)
+      simulators = await startDemoSimulators(credentials)
       closers.push(() => simulators!.close())
-      config = demoConfig(credentials!, simulators)
+      config = demoConfig(credentials, simulators)
     }
     const mappings = createMappingCatalog(loadMappingSpecs())
     const connections = createConnectionRegistry(config, connectors, mappings, env.ORDERBRIDGE_CONFIG ?? 'the demo configuration')
@@ -82,8 +84,8 @@ export async function startOrderbridge({ mode, env, config: given, logger = crea
       closers.push(() => workers.close(env.ORDERBRIDGE_SHUTDOWN_TIMEOUT_MS))
     }
     if (mode !== 'worker') {
-      const adminKey = env.ORDERBRIDGE_ADMIN_KEY ?? credentials!.adminKey
-      await ensureAdminKey(db, adminKey)
+      const adminKey = env.ORDERBRIDGE_ADMIN_KEY ?? credentials?.adminKey
+      if (adminKey) await ensureAdminKey(db, adminKey)
       const inbox = createInboxWriter(db, (ids) =>
         // Acknowledged already (committed); if this enqueue is lost, the sweeper re-enqueues from the inbox.
         queues.ingest

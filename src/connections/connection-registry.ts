@@ -56,7 +56,10 @@ export function createConnectionRegistry(
   for (const c of connections) {
     if (c.connector.webhooks && !c.mappings.inbound) issues.push({ path: `connections[${config.connections.findIndex((x) => x.id === c.id)}].mappings.inbound`, message: 'a source connection needs an inbound mapping' })
   }
-  if (issues.length || !erp) throw new ConfigError(source, issues)
   const inventory = config.pipeline.inventory ? byId.get(config.pipeline.inventory) : undefined
+  if (inventory && !inventory.connector.manifest.roles.includes('inventory')) {
+    issues.push({ path: 'pipeline.inventory', message: `connector "${inventory.connector.manifest.id}" is not an inventory system` })
+  }
+  if (issues.length || !erp) throw new ConfigError(source, issues)
   return { get: (id) => byId.get(id), all: () => connections, pipeline: { erp, ...(inventory ? { inventory } : {}) } }
 }

@@ -40,5 +40,7 @@ export function loadOrCreateCredentials(env: Env): DemoCredentials {
     ...credentials,
     adminKey: env.ORDERBRIDGE_ADMIN_KEY ?? credentials.adminKey,
     demoWebhookSecret: env.ORDERBRIDGE_DEMO_WEBHOOK_SECRET ?? credentials.demoWebhookSecret,
+    demoErpToken: env.ORDERBRIDGE_DEMO_ERP_TOKEN ?? credentials.demoErpToken,
+    demoWmsToken: env.ORDERBRIDGE_DEMO_WMS_TOKEN ?? credentials.demoWmsToken,
   }
 }

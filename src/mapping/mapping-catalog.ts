@@ -4,6 +4,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
 import { formatIssues, issuesOf } from '../shared/field-issues.ts'
 import { compileMapping, type CompiledMapping } from './compile-mapping.ts'
@@ -15,7 +16,7 @@ export interface MappingCatalog {
   ids(): string[]
 }
 
-export const defaultMappingsDir = new URL('../../mappings/', import.meta.url).pathname
+export const defaultMappingsDir = fileURLToPath(new URL('../../mappings/', import.meta.url))
 
 export function loadMappingSpecs(dir: string = defaultMappingsDir): MappingSpec[] {
   return readdirSync(dir)

@@ -28,8 +28,9 @@ export const syncJobId = (job: Pick<SyncJob, 'orderId' | 'connectionId' | 'opera
 const defaultJobOptions: JobsOptions = {
   attempts: 8,
   backoff: { type: 'exponential', delay: 1_000, jitter: 0.5 },
-  // Completed jobs free their id (the database keeps the history); failed ones stay for ops to see.
-  removeOnComplete: true,
+  // Finished jobs stay a while for the dashboard; the database keeps the history for good.
+  // ensureJob() replaces a finished job whose id is needed again.
+  removeOnComplete: { age: 3600, count: 1000 },
   removeOnFail: { age: 7 * 24 * 3600 },
 }
 

@@ -42,8 +42,8 @@ export interface RedisHandle {
   stop?: () => Promise<void>
 }
 
-export async function locateRedis(options: { url?: string; allowPrivate: boolean; dataDir: string }): Promise<RedisHandle> {
-  const url = options.url ?? defaultRedisUrl
+export async function locateRedis(options: { url?: string; allowPrivate: boolean; dataDir: string; defaultUrl?: string }): Promise<RedisHandle> {
+  const url = options.url ?? options.defaultUrl ?? defaultRedisUrl
   if (await answers(url)) return { url }
   const installed = spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0
   if (options.url || !options.allowPrivate || !installed) {
