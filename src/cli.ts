@@ -98,8 +98,8 @@ async function main(argv: string[]): Promise<void> {
   if (running.demo) {
     lines.push(
       `demo: webhooks to ${running.url}/webhooks/demo-crm, signed with ${running.demo.webhookSecret}`,
-      `demo ERP simulator ${running.demo.erpUrl}, demo WMS simulator ${running.demo.wmsUrl}`,
-      'try: npx orderbridge demo send --orders 100',
+      `demo CRM ${running.demo.crmUrl}, demo ERP ${running.demo.erpUrl}, demo WMS ${running.demo.wmsUrl}`,
+      `try: npx orderbridge demo send --orders 100   or   curl -X POST ${running.demo.crmUrl}/orders -H 'content-type: application/json' -d '{"count": 5}'`,
     )
   }
   // Printed, not logged: this is the operator's start-up banner; logs never carry keys.

@@ -5,6 +5,7 @@
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import { startCrmSimulator } from '../connectors/demo-crm/simulator.ts'
 import { connectors } from '../connectors/index.ts'
 import { buildApp } from './app.ts'
 import { createKeyResolver, ensureAdminKey } from './auth/api-keys.ts'
@@ -34,7 +35,7 @@ export interface RunningOrderbridge {
   app?: FastifyInstance
   db: Database
   adminKey?: string
-  demo?: { webhookSecret: string; erpUrl: string; wmsUrl: string }
+  demo?: { webhookSecret: string; crmUrl: string; erpUrl: string; wmsUrl: string }
   logger: Logger
   /** The bounded drain: stop accepting, finish or return in-flight work, close everything. */
   close(): Promise<void>
@@ -102,8 +103,12 @@ export async function startOrderbridge({ mode, env, config: given, logger = crea
       })
       const address = await app.listen({ port: env.PORT, host: env.HOST })
       Object.assign(running, { app, url: address, adminKey })
+      if (simulators) {
+        const crm = await startCrmSimulator({ webhookUrl: `${address}/webhooks/demo-crm`, secret: credentials!.demoWebhookSecret })
+        closers.push(() => crm.close())
+        running.demo = { webhookSecret: credentials!.demoWebhookSecret, crmUrl: crm.url, erpUrl: simulators.erpUrl, wmsUrl: simulators.wmsUrl }
+      }
     }
-    if (simulators) running.demo = { webhookSecret: credentials!.demoWebhookSecret, erpUrl: simulators.erpUrl, wmsUrl: simulators.wmsUrl }
     return running
   } catch (err) {
     await closeAll()

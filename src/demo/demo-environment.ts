@@ -1,7 +1,7 @@
 /**
  * The demo: simulators for the ERP and the WMS on loopback (real HTTP), and the configuration
- * that connects them with the demo CRM source. The demo CRM itself is the sender in
- * connectors/demo-crm/sender.ts: it pushes signed webhooks to /webhooks/demo-crm.
+ * that connects them with the demo CRM source. The demo CRM's simulator starts once the API
+ * listens (server.ts), since it pushes its webhooks there.
  */
 import { startErpSimulator } from '../../connectors/generic-rest/simulator.ts'
 import { startWmsSimulator } from '../../connectors/demo-wms/simulator.ts'

@@ -34,37 +34,46 @@ function run(args: string[], extraEnv: Record<string, string> = {}): Promise<{ c
   })
 }
 
-function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    let seen = ''
-    const timer = setTimeout(() => reject(new Error(`no ${pattern} in output:\n${seen}`)), timeoutMs)
-    const onData = (d: Buffer) => {
-      seen += d
+/** Collects a child's output from the start, so a pattern printed before we ask is still found. */
+function watchOutput(child: ChildProcess) {
+  let seen = ''
+  child.stdout!.on('data', (d) => (seen += d))
+  child.stderr!.on('data', (d) => (seen += d))
+  return async (pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> => {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
       const match = seen.match(pattern)
-      if (match) {
-        clearTimeout(timer)
-        resolve(match)
-      }
+      if (match) return match
+      if (Date.now() > deadline) throw new Error(`no ${pattern} in output:\n${seen}`)
+      await new Promise((r) => setTimeout(r, 50))
     }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
-  })
+  }
 }
 
 describe('the orderbridge command', () => {
   it('runs the demo in one process, syncs demo orders sent by the CLI, and drains on SIGTERM', async () => {
     const server = spawn(node, [bin, 'all'], { env, cwd: root })
+    const waitForOutput = watchOutput(server)
     try {
-      const [, url] = await waitForOutput(server, /listening on (http:\/\/\S+)/)
+      const [, url] = await waitForOutput(/listening on (http:\/\/\S+)/)
       const credentials = JSON.parse(readFileSync(path.join(dataDir, 'credentials.json'), 'utf8'))
       expect(credentials.adminKey).toMatch(/^obk_/)
       expect(credentials.demoWebhookSecret).toMatch(/^whsec_/)
+
+      const [, crmUrl] = await waitForOutput(/demo CRM (http:\/\/\S+),/)
+      const created = await fetch(`${crmUrl}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ count: 2 }) })
+      expect(created.status).toBe(201)
+      const deliveries = (await created.json()) as { orderId: string; delivery: { status: number } }[]
+      expect(deliveries.map((d) => [d.orderId, d.delivery.status])).toEqual([['SO-1001', 202], ['SO-1002', 202]])
 
       const port = new URL(url!).port
       const sent = await run(['demo', 'send', '--orders', '20', '--timeout', '60'], { PORT: port })
       expect(sent.code).toBe(0)
       const summary = JSON.parse(sent.stdout.trim().split('\n').at(-1)!)
       expect(summary).toMatchObject({ sent: 20, synced: 20, failed: 0, rejected: 0 })
+      const headers = { authorization: `Bearer ${credentials.adminKey}` }
+      const fromCrm = await fetch(`${url}/api/v1/orders?connection=demo-crm&externalId=SO-1002`, { headers })
+      expect(((await fromCrm.json()) as { orders: { links: { status: string }[] }[] }).orders[0]?.links[0]?.status).toBe('synced')
       expect(sent.stderr).toMatch(/sent 20, synced 20, failed 0, rejected 0, elapsed [\d.]+ s/)
 
       const ready = await fetch(`${url}/readyz`)
