@@ -16,7 +16,7 @@ import { migrate } from './db/migrate.ts'
 import { loadOrCreateCredentials } from './demo/demo-credentials.ts'
 import { demoConfig, startDemoSimulators, type DemoSimulators } from './demo/demo-environment.ts'
 import { createInboxWriter } from './ingest/inbox-writer.ts'
-import { createMappingCatalog, loadMappingSpecs } from './mapping/mapping-catalog.ts'
+import { createDatabaseCatalog, loadMappingFiles, syncMappingFiles } from './mapping/mapping-catalog.ts'
 import { createLogger } from './observability/logger.ts'
 import { createQueueSet, ingestJobId } from './queue/queues.ts'
 import { locateRedis } from './queue/redis-bootstrap.ts'
@@ -70,7 +70,9 @@ export async function startOrderbridge({ mode, env, config: given, logger = crea
       closers.push(() => simulators!.close())
       config = demoConfig(credentials, simulators)
     }
-    const mappings = createMappingCatalog(loadMappingSpecs())
+    const mappingFiles = loadMappingFiles()
+    await syncMappingFiles(db, mappingFiles)
+    const mappings = createDatabaseCatalog(db, mappingFiles.map((f) => f.spec.id))
     const connections = createConnectionRegistry(config, connectors, mappings, env.ORDERBRIDGE_CONFIG ?? 'the demo configuration')
 
     const redis = await locateRedis({ url: env.REDIS_URL, allowPrivate: mode === 'all', dataDir: env.ORDERBRIDGE_DATA_DIR })

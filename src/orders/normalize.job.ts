@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ConnectionRegistry } from '../connections/connection-registry.ts'
 import type { Database, Queryable } from '../db/database.ts'
-import type { MappingCatalog } from '../mapping/mapping-catalog.ts'
+import { applyMapping, type MappingCatalog } from '../mapping/mapping-catalog.ts'
 import { describeMappingError } from '../mapping/compile-mapping.ts'
 import type { SyncJob } from '../queue/queues.ts'
 import { issuesOf } from '../shared/field-issues.ts'
@@ -38,35 +38,46 @@ interface InboxRow {
   source_version: number
   document: Record<string, unknown>
   status: string
+  /** Set before processing only when a replay asked for a particular version. */
+  mapping_version: number | null
 }
 
 export async function normalizeInboxEvent(deps: NormalizeDeps, inboxId: number): Promise<NormalizeOutcome> {
   const [event] = await deps.db.query<InboxRow>(
-    'select id, connection_id, event_type, external_id, source_version, document, status from inbox_events where id = $1',
+    'select id, connection_id, event_type, external_id, source_version, document, status, mapping_version from inbox_events where id = $1',
     [inboxId],
   )
   if (!event || event.status !== 'pending') return { result: 'already_done' }
 
-  const mapped = mapDocument(deps, event)
+  const mapped = await mapDocument(deps, event)
   if (!mapped.ok) {
     await deps.db.transaction(async (tx) => {
-      await tx.query(`update inbox_events set status = 'needs_attention', processed_at = now(), errors = $2 where id = $1`, [inboxId, JSON.stringify(mapped.errors)])
+      await tx.query(`update inbox_events set status = 'needs_attention', processed_at = now(), errors = $2, mapping_version = $3 where id = $1`, [
+        inboxId,
+        JSON.stringify(mapped.errors),
+        mapped.mappingVersion ?? null,
+      ])
       await appendChanges(tx, [{ type: 'event.needs_attention', connectionId: event.connection_id, data: { eventId: String(inboxId), externalId: event.external_id, errors: mapped.errors } }])
     })
     return { result: 'needs_attention', errors: mapped.errors }
   }
-  return deps.db.transaction((tx) => applyEvent(tx, deps, event, mapped.order))
+  return deps.db.transaction((tx) => applyEvent(tx, deps, { ...event, mapping_version: mapped.mappingVersion }, mapped.order))
 }
 
-function mapDocument(deps: NormalizeDeps, event: InboxRow): { ok: true; order: CanonicalOrder } | { ok: false; errors: string[] } {
+type Mapped = { ok: true; order: CanonicalOrder; mappingVersion: number } | { ok: false; errors: string[]; mappingVersion?: number }
+
+async function mapDocument(deps: NormalizeDeps, event: InboxRow): Promise<Mapped> {
   const connection = deps.connections.get(event.connection_id)
   const mappingId = connection?.mappings.inbound
   if (!mappingId) return { ok: false, errors: [`connection "${event.connection_id}" has no inbound mapping`] }
-  const result = deps.mappings.get(mappingId)(event.document)
-  if (!result.ok) return { ok: false, errors: result.errors.map(describeMappingError) }
+  const mapping = event.mapping_version ? await deps.mappings.version(mappingId, event.mapping_version) : await deps.mappings.active(mappingId)
+  const result = await applyMapping(deps.mappings, mapping, event.document)
+  if (!result.ok) return { ok: false, errors: result.errors.map(describeMappingError), mappingVersion: mapping.version }
   const order = mappedOrderSchema.safeParse(result.value)
-  if (!order.success) return { ok: false, errors: issuesOf(order.error).map((i) => `${i.path}: ${i.message} (mapping ${mappingId})`) }
-  return { ok: true, order: withTotals(order.data) }
+  if (!order.success) {
+    return { ok: false, errors: issuesOf(order.error).map((i) => `${i.path}: ${i.message} (mapping ${mappingId} v${mapping.version})`), mappingVersion: mapping.version }
+  }
+  return { ok: true, order: withTotals(order.data), mappingVersion: mapping.version }
 }
 
 async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, order: CanonicalOrder): Promise<NormalizeOutcome> {
@@ -104,7 +115,7 @@ async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, o
     if (event.source_version <= existing.sourceVersion) {
       const reason = event.source_version === existing.sourceVersion ? 'repeated version' : `older than version ${existing.sourceVersion}`
       await recordOrderEvent(tx, { orderId, kind: 'stale_skipped', cause, detail: { reason, sourceVersion: event.source_version } })
-      await tx.query(`update inbox_events set status = 'stale', processed_at = now(), order_id = $2, errors = $3 where id = $1`, [event.id, orderId, JSON.stringify([reason])])
+      await tx.query(`update inbox_events set status = 'stale', processed_at = now(), order_id = $2, errors = $3, mapping_version = $4 where id = $1`, [event.id, orderId, JSON.stringify([reason]), event.mapping_version])
       return { result: 'stale', orderId }
     }
     await tx.query(
@@ -129,7 +140,7 @@ async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, o
     syncJobs.push({ orderId, connectionId: erp.id, operation: salesOrderOperation, sourceVersion: event.source_version })
   }
   if (state !== existing.state) await tx.query('update orders set state = $2, revision = revision + 1, updated_at = now() where id = $1', [orderId, state])
-  await tx.query(`update inbox_events set status = 'processed', processed_at = now(), order_id = $2 where id = $1`, [event.id, orderId])
+  await tx.query(`update inbox_events set status = 'processed', processed_at = now(), order_id = $2, mapping_version = $3 where id = $1`, [event.id, orderId, event.mapping_version])
   await appendChanges(tx, changes)
   return { result: 'applied', orderId, syncJobs }
 }

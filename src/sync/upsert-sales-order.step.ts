@@ -6,7 +6,7 @@
 import type { ConnectionRegistry } from '../connections/connection-registry.ts'
 import { SyncFailure, type Logger } from '../connector-kit/index.ts'
 import type { Database } from '../db/database.ts'
-import type { MappingCatalog } from '../mapping/mapping-catalog.ts'
+import { applyMapping, type MappingCatalog } from '../mapping/mapping-catalog.ts'
 import { describeMappingError } from '../mapping/compile-mapping.ts'
 import { findOrder, lockOrder, recordOrderEvent } from '../orders/order.repository.ts'
 import { canTransition } from '../orders/order-state.ts'
@@ -65,12 +65,13 @@ export async function upsertSalesOrder(deps: SyncDeps, { job, runId, lastTry }: 
   const capability = connection?.connector.salesOrders
   if (!connection || !capability) throw new SyncFailure('config', `connection ${job.connectionId} cannot create sales orders`)
   const mappingId = connection.mappings.salesOrder!
-  const mapped = deps.mappings.get(mappingId)({ ...order.document, id: order.id })
+  const mapping = await deps.mappings.active(mappingId)
+  const mapped = await applyMapping(deps.mappings, mapping, { ...order.document, id: order.id })
   if (!mapped.ok) throw await fail(deps, attemptKey(job, order.sourceVersion), runId, new SyncFailure('data', mapped.errors.map(describeMappingError).join('; ')), lastTry)
   const input = capability.upsert.inputSchema.safeParse(mapped.value)
   if (!input.success) {
     const message = issuesOf(input.error).map((i) => `${i.path}: ${i.message}`).join('; ')
-    throw await fail(deps, attemptKey(job, order.sourceVersion), runId, new SyncFailure('data', `mapping ${mappingId} output: ${message}`), lastTry)
+    throw await fail(deps, attemptKey(job, order.sourceVersion), runId, new SyncFailure('data', `mapping ${mappingId} v${mapping.version} output: ${message}`), lastTry)
   }
 
   const idempotencyKey = `${order.id}-${job.connectionId}-${job.operation}-v${order.sourceVersion}`

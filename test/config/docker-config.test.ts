@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectors } from '../../connectors/index.ts'
 import { ConfigError, loadConfigFile } from '../../src/config.ts'
 import { createConnectionRegistry } from '../../src/connections/connection-registry.ts'
-import { createMappingCatalog, loadMappingSpecs } from '../../src/mapping/mapping-catalog.ts'
+import { createFileCatalog, loadMappingSpecs } from '../../src/mapping/mapping-catalog.ts'
 
 const dockerDir = fileURLToPath(new URL('../../docker/', import.meta.url))
 const dockerConfig = path.join(dockerDir, 'orderbridge.yaml')
@@ -22,7 +22,7 @@ const dockerEnv = {
   ORDERBRIDGE_DEMO_WMS_TOKEN: 'wms-token-from-env',
 }
 
-const mappings = createMappingCatalog(loadMappingSpecs())
+const mappings = createFileCatalog(loadMappingSpecs())
 
 function configErrorOf(run: () => unknown): ConfigError {
   try {

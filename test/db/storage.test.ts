@@ -10,7 +10,7 @@ import { createConnectionRegistry } from '../../src/connections/connection-regis
 import { migrate } from '../../src/db/migrate.ts'
 import { demoConfig } from '../../src/demo/demo-environment.ts'
 import { createInboxWriter, type InboxEntry } from '../../src/ingest/inbox-writer.ts'
-import { createMappingCatalog, loadMappingSpecs } from '../../src/mapping/mapping-catalog.ts'
+import { createFileCatalog, loadMappingSpecs } from '../../src/mapping/mapping-catalog.ts'
 import { normalizeInboxEvent } from '../../src/orders/normalize.job.ts'
 import { createQueueSet, ingestJobId, syncJobId, type QueueSet } from '../../src/queue/queues.ts'
 import { sweep } from '../../src/queue/sweeper.ts'
@@ -20,7 +20,7 @@ import { deleteQueueKeys, redisUrl } from '../support/test-redis.ts'
 import { testCredentials } from '../support/test-orderbridge.ts'
 
 const specs = loadMappingSpecs()
-const connections = createConnectionRegistry(demoConfig(testCredentials, { erpUrl: 'http://127.0.0.1:9', wmsUrl: 'http://127.0.0.1:9' }), connectors, createMappingCatalog(specs))
+const connections = createConnectionRegistry(demoConfig(testCredentials, { erpUrl: 'http://127.0.0.1:9', wmsUrl: 'http://127.0.0.1:9' }), connectors, createFileCatalog(specs))
 
 const entry = (n: number, overrides: Partial<InboxEntry> = {}): InboxEntry => {
   const document = sampleOrder(n, `SO-S-${n}`)
@@ -45,7 +45,7 @@ describe.each(engines)('storage on %s', (engine) => {
     const inbox = createInboxWriter(t.db, async () => {})
     return Promise.all(entries.map((e) => inbox.write(e)))
   }
-  const normalize = (inboxId: number, mappings = createMappingCatalog(specs)) => normalizeInboxEvent({ db: t.db, connections, mappings }, inboxId)
+  const normalize = (inboxId: number, mappings = createFileCatalog(specs)) => normalizeInboxEvent({ db: t.db, connections, mappings }, inboxId)
 
   it('applies migrations once', async () => {
     expect(await migrate(t.db)).toEqual([])
@@ -100,8 +100,8 @@ describe.each(engines)('storage on %s', (engine) => {
   })
 
   it('puts a document that does not map into "needs attention" with field-level errors', async () => {
-    const strict = createMappingCatalog(
-      specs.map((s) => (s.id === 'demo-crm.to-canonical.order' ? { ...s, fields: [...s.fields, { to: 'region', from: 'region', required: true }] } : s)),
+    const strict = createFileCatalog(
+      specs.map((s) => (s.id === 'demo-crm.to-canonical.order' ? { ...s, fields: [...s.fields, { to: 'region', from: 'region', required: true, fallback: 'error' as const, transform: [] }] } : s)),
     )
     const [o] = await write([entry(400)])
     expect(await normalize(o!.inboxId, strict)).toEqual({ result: 'needs_attention', errors: ['region: is required (from region)'] })
