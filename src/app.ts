@@ -14,6 +14,9 @@ import type { ConnectionRegistry } from './connections/connection-registry.ts'
 import type { Database } from './db/database.ts'
 import type { InboxWriter } from './ingest/inbox-writer.ts'
 import { ingestRoutes } from './ingest/ingest.routes.ts'
+import { lookupRoutes } from './mapping/lookup.routes.ts'
+import type { MappingCatalog } from './mapping/mapping-catalog.ts'
+import { mappingRoutes } from './mapping/mapping.routes.ts'
 import type { QueueSet } from './queue/queues.ts'
 import { errorBody } from './shared/http-errors.ts'
 import { statusRoutes } from './status/status.routes.ts'
@@ -22,6 +25,7 @@ export interface AppDeps {
   db: Database
   queues: QueueSet
   connections: ConnectionRegistry
+  mappings: MappingCatalog
   inbox: InboxWriter
   resolveKey: (key: string) => Promise<Principal | undefined>
   bodyLimit: number
@@ -58,6 +62,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         await reads.register(statusRoutes, { db: deps.db })
       })
       await api.register(adminRoutes, { db: deps.db, resolveKey: deps.resolveKey })
+      await api.register(mappingRoutes, { db: deps.db, catalog: deps.mappings, connections: deps.connections, queues: deps.queues, resolveKey: deps.resolveKey })
+      await api.register(lookupRoutes, { db: deps.db, catalog: deps.mappings, resolveKey: deps.resolveKey })
     },
     { prefix: '/api/v1' },
   )

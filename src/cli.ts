@@ -1,6 +1,6 @@
 /**
  * The `orderbridge` command: process modes (all, api, worker, migrate), the demo simulators,
- * and `demo send`. Parses arguments and hands over; owns signals and exit codes.
+ * `demo send`, and the offline `mappings` commands. Parses arguments and hands over; owns signals and exit codes.
  */
 import { parseArgs } from 'node:util'
 import { ConfigError, loadEnv } from './config.ts'
@@ -8,6 +8,7 @@ import { migrate } from './db/migrate.ts'
 import { RedisUnavailable } from './queue/redis-bootstrap.ts'
 import { openStorage, startOrderbridge, type Mode } from './server.ts'
 import { runDemoSend } from './cli/demo-send.ts'
+import { runMappingsCommand } from './cli/mappings-command.ts'
 import { loadOrCreateCredentials } from './demo/demo-credentials.ts'
 import { startDemoSimulators } from './demo/demo-environment.ts'
 
@@ -21,6 +22,12 @@ usage:
   orderbridge simulators     run the demo ERP and WMS simulators (ports 4103, 4102)
   orderbridge demo send [--orders N] [--url URL] [--concurrency N] [--timeout SECONDS]
                              push N demo CRM orders and wait until they are synced
+  orderbridge mappings validate [files...]
+                             check mapping files (all of ./mappings by default)
+  orderbridge mappings preview <id> <document.json> [--lookups lookups.json]
+                             apply a mapping to a document and print the output
+  orderbridge mappings test [--dir mappings/examples]
+                             run the golden examples of every mapping
 
 configuration: environment variables (see README.md) and ORDERBRIDGE_CONFIG.`
 
@@ -49,6 +56,11 @@ function onSignals(close: () => Promise<void>, timeoutMs: number): void {
 async function main(argv: string[]): Promise<void> {
   const [command = 'all', ...rest] = argv
   if (command === 'help' || command === '--help' || command === '-h') return void console.log(usage)
+  // Before the environment: the mappings commands read files only, in CI as much as on a server.
+  if (command === 'mappings') {
+    process.exitCode = await runMappingsCommand(rest)
+    return
+  }
   const env = loadEnv()
 
   if (command === 'migrate') {

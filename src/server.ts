@@ -72,7 +72,9 @@ export async function startOrderbridge({ mode, env, config: given, logger = crea
     }
     const mappingFiles = loadMappingFiles()
     await syncMappingFiles(db, mappingFiles)
-    const mappings = createDatabaseCatalog(db, mappingFiles.map((f) => f.spec.id))
+    // Mappings created through the API have no file; the configuration may use them too.
+    const storedIds = (await db.query<{ id: string }>('select id from mappings')).map((r) => r.id)
+    const mappings = createDatabaseCatalog(db, [...mappingFiles.map((f) => f.spec.id), ...storedIds])
     const connections = createConnectionRegistry(config, connectors, mappings, env.ORDERBRIDGE_CONFIG ?? 'the demo configuration')
 
     const redis = await locateRedis({ url: env.REDIS_URL, allowPrivate: mode === 'all', dataDir: env.ORDERBRIDGE_DATA_DIR })
@@ -98,7 +100,7 @@ export async function startOrderbridge({ mode, env, config: given, logger = crea
             (err) => logger.warn({ err, count: ids.length }, 'enqueue after commit failed; the sweeper will pick these up'),
           ),
       )
-      const app = await buildApp({ db, queues, connections, inbox, resolveKey: createKeyResolver(db), bodyLimit: env.ORDERBRIDGE_BODY_LIMIT_BYTES, logger })
+      const app = await buildApp({ db, queues, connections, mappings, inbox, resolveKey: createKeyResolver(db), bodyLimit: env.ORDERBRIDGE_BODY_LIMIT_BYTES, logger })
       closers.push(async () => {
         await app.close()
         await inbox.drain()

@@ -1,5 +1,5 @@
 /**
- * Admin and ops routes under /api/v1: API keys (admin) and refused deliveries (admin, ops).
+ * Admin and ops routes under /api/v1: API keys (admin), refused deliveries and the audit log (admin, ops).
  */
 import type { FastifyPluginAsync } from 'fastify'
 import { z } from 'zod'
@@ -10,9 +10,16 @@ import { listRejections } from '../ingest/rejections.ts'
 import { issuesOf } from '../shared/field-issues.ts'
 import { errorBody } from '../shared/http-errors.ts'
 import { parseQuery } from '../status/status.routes.ts'
+import { listAudit } from './audit-log.ts'
 
 const rejectedQuery = z.object({
   connection: z.string().optional(),
+  before: z.coerce.number().int().positive().optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+})
+
+const auditQuery = z.object({
+  subject: z.string().min(1).optional().describe('kind:id, e.g. mapping:demo-crm.to-canonical.order'),
   before: z.coerce.number().int().positive().optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
 })
@@ -32,5 +39,12 @@ export const adminRoutes: FastifyPluginAsync<{ db: Database; resolveKey: (key: s
     if (!q) return reply
     const rejected = await listRejections(db, { connectionId: q.connection, before: q.before, limit: q.limit })
     return { rejected, next: rejected.length === q.limit ? rejected.at(-1)!.id : null }
+  })
+
+  app.get('/audit', { onRequest: requireRoles(resolveKey, ['admin', 'ops']) }, async (req, reply) => {
+    const q = parseQuery(auditQuery, req, reply)
+    if (!q) return reply
+    const entries = await listAudit(db, { subject: q.subject, before: q.before, limit: q.limit })
+    return { entries, next: entries.length === q.limit ? entries.at(-1)!.id : null }
   })
 }

@@ -145,7 +145,7 @@ export function createDatabaseCatalog(db: Queryable, knownIds: Iterable<string>,
 }
 
 // Several processes may start at once; one of them brings the files in, the others find it done.
-const fileSyncLockKey = 7_000_003
+export const fileSyncLockKey = 7_000_003
 
 /**
  * Brings the mapping files into the database. A new file becomes version 1, active. A changed file

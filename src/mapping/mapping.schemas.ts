@@ -1,6 +1,6 @@
 /**
  * The mapping language: one zod schema for files, the admin API and the CLI. A mapping turns a
- * source document into a target document, field by field; see README "Mappings" for the guide.
+ * source document into a target document, field by field; docs/MAPPINGS.md is the guide.
  */
 import { z } from 'zod'
 

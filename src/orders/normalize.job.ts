@@ -52,7 +52,7 @@ export async function normalizeInboxEvent(deps: NormalizeDeps, inboxId: number):
   const mapped = await mapDocument(deps, event)
   if (!mapped.ok) {
     await deps.db.transaction(async (tx) => {
-      await tx.query(`update inbox_events set status = 'needs_attention', processed_at = now(), errors = $2, mapping_version = $3 where id = $1`, [
+      await tx.query(`update inbox_events set status = 'needs_attention', processed_at = now(), errors = $2, mapping_version = $3, first_mapping_version = coalesce(first_mapping_version, $3) where id = $1`, [
         inboxId,
         JSON.stringify(mapped.errors),
         mapped.mappingVersion ?? null,
@@ -115,7 +115,7 @@ async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, o
     if (event.source_version <= existing.sourceVersion) {
       const reason = event.source_version === existing.sourceVersion ? 'repeated version' : `older than version ${existing.sourceVersion}`
       await recordOrderEvent(tx, { orderId, kind: 'stale_skipped', cause, detail: { reason, sourceVersion: event.source_version } })
-      await tx.query(`update inbox_events set status = 'stale', processed_at = now(), order_id = $2, errors = $3, mapping_version = $4 where id = $1`, [event.id, orderId, JSON.stringify([reason]), event.mapping_version])
+      await tx.query(`update inbox_events set status = 'stale', processed_at = now(), order_id = $2, errors = $3, mapping_version = $4, first_mapping_version = coalesce(first_mapping_version, $4) where id = $1`, [event.id, orderId, JSON.stringify([reason]), event.mapping_version])
       return { result: 'stale', orderId }
     }
     await tx.query(
@@ -140,7 +140,7 @@ async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, o
     syncJobs.push({ orderId, connectionId: erp.id, operation: salesOrderOperation, sourceVersion: event.source_version })
   }
   if (state !== existing.state) await tx.query('update orders set state = $2, revision = revision + 1, updated_at = now() where id = $1', [orderId, state])
-  await tx.query(`update inbox_events set status = 'processed', processed_at = now(), order_id = $2, mapping_version = $3 where id = $1`, [event.id, orderId, event.mapping_version])
+  await tx.query(`update inbox_events set status = 'processed', processed_at = now(), order_id = $2, mapping_version = $3, first_mapping_version = coalesce(first_mapping_version, $3) where id = $1`, [event.id, orderId, event.mapping_version])
   await appendChanges(tx, changes)
   return { result: 'applied', orderId, syncJobs }
 }

@@ -81,7 +81,7 @@ export const statusRoutes: FastifyPluginAsync<{ db: Database }> = async (app, { 
   app.get<{ Params: { eventId: string } }>('/events/:eventId', async (req, reply) => {
     const id = /^\d+$/.test(req.params.eventId) ? Number(req.params.eventId) : undefined
     const [event] = id === undefined ? [] : await db.query<Record<string, unknown>>(
-      'select id, connection_id, event_id, event_type, external_id, source_version, received_at, status, processed_at, order_id, errors from inbox_events where id = $1',
+      'select id, connection_id, event_id, event_type, external_id, source_version, received_at, status, processed_at, order_id, errors, mapping_version, first_mapping_version from inbox_events where id = $1',
       [id],
     )
     const scope = visibleTo(req.principal)
@@ -98,6 +98,8 @@ export const statusRoutes: FastifyPluginAsync<{ db: Database }> = async (app, { 
       processedAt: event.processed_at ? (event.processed_at as Date).toISOString() : null,
       orderId: event.order_id,
       errors: event.errors,
+      mappingVersion: event.mapping_version,
+      firstMappingVersion: event.first_mapping_version,
     }
   })
 }

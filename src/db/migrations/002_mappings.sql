@@ -50,5 +50,7 @@ create table audit_log (
 );
 create index audit_log_by_subject on audit_log (subject, id);
 
--- The mapping version an event was (or is to be) mapped with, for replay.
+-- The mapping version an event was (or is to be) mapped with, and the one it was first mapped with,
+-- so a replay can choose either.
 alter table inbox_events add column mapping_version int;
+alter table inbox_events add column first_mapping_version int;
