@@ -23,6 +23,8 @@ export interface GenericRestClient {
   createSalesOrder(document: Record<string, unknown>, idempotencyKey: string): Promise<RemoteRecord>
   /** PUTs the whole document to an existing sales order. */
   updateSalesOrder(externalId: string, document: Record<string, unknown>): Promise<void>
+  /** Cancels a sales order; cancelling one that is already cancelled succeeds. */
+  cancelSalesOrder(externalId: string): Promise<void>
   /** The sales orders the remote holds under our reference, in the order it listed them. */
   findSalesOrdersByReference(reference: string): Promise<RemoteRecord[]>
 }
@@ -90,6 +92,10 @@ export function genericRestClient(ctx: GenericRestContext): GenericRestClient {
 
     async updateSalesOrder(externalId, document) {
       await http.put(expandPath(endpoints.updatePath, { id: externalId }), document)
+    },
+
+    async cancelSalesOrder(externalId) {
+      await http.post(expandPath(endpoints.cancelPath, { id: externalId }), {})
     },
 
     async findSalesOrdersByReference(reference) {

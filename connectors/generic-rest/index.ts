@@ -73,5 +73,5 @@ export const genericRest = defineConnector({
     await genericRestClient(ctx).health()
   },
   classify: (err) => classifyHttpError(err, genericRestConnectorId),
-  salesOrders: { upsert: upsertSalesOrder, findByReference },
+  salesOrders: { upsert: upsertSalesOrder, findByReference, cancel: (ctx: Context, existing: RemoteRecord) => genericRestClient(ctx).cancelSalesOrder(existing.externalId) },
 })

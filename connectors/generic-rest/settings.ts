@@ -14,6 +14,10 @@ export const salesOrderEndpointsSchema = z.object({
     .refine((path) => path.includes('{reference}'), 'must contain the {reference} placeholder')
     .default('/sales-orders?reference={reference}')
     .describe('GET here to find sales orders by our reference; {reference} is replaced URL-encoded. Answers a JSON array or { items: [...] }.'),
+  cancelPath: pathSchema
+    .refine((path) => path.includes('{id}'), 'must contain the {id} placeholder')
+    .default('/sales-orders/{id}/cancel')
+    .describe('POST here to cancel a sales order; {id} is replaced by its URL-encoded external id. Cancelling twice must succeed.'),
   idField: z.string().min(1).default('id').describe('The field of a sales order in the answers that holds its external id.'),
 })
 

@@ -231,6 +231,15 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
     return reply.send(order)
   })
 
+  // Cancelling is idempotent, as the connector expects: a second cancel answers the same.
+  app.post('/sales-orders/:id/cancel', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    const current = orders.get(request.params.id)
+    if (!current) return reply.code(404).send(errorBody('not_found', `no sales order ${request.params.id}`))
+    const order: SimulatedSalesOrder = { ...current, status: 'cancelled', cancelledAt: current.cancelledAt ?? new Date().toISOString() }
+    orders.set(order.id, order)
+    return reply.send(order)
+  })
+
   await app.listen({ port: options.port ?? 0, host })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('ERP simulator is not listening on a TCP port')

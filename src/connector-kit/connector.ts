@@ -71,6 +71,8 @@ export interface SalesOrderCapability<Settings, Secrets> {
   /** Creates the sales order, or updates it when `existing` names it. */
   upsert: Operation<Record<string, unknown>, RemoteRecord, Settings, Secrets>
   findByReference(ctx: ConnectorContext<Settings, Secrets>, reference: string): Promise<RemoteRecord | undefined>
+  /** Cancels the sales order; must succeed when it is already cancelled (a retry). */
+  cancel?(ctx: OperationContext<Settings, Secrets>, existing: RemoteRecord): Promise<void>
 }
 
 export interface ConnectorDefinition<Settings = any, Secrets = any, Body = any> {

@@ -130,15 +130,17 @@ async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, o
     }
   }
 
+  // The sync step makes the ERP match this version: it creates, updates, or cancels. An order
+  // cancelled before it was ever sent needs no step.
   const syncJobs: Omit<SyncJob, 'correlationId'>[] = []
-  if (state !== 'cancelled') {
-    await tx.query(
-      `insert into links (order_id, connection_id, operation, status) values ($1, $2, $3, 'pending')
-       on conflict (order_id, connection_id, operation) do update set status = 'pending', updated_at = now()`,
-      [orderId, erp.id, salesOrderOperation],
-    )
-    syncJobs.push({ orderId, connectionId: erp.id, operation: salesOrderOperation, sourceVersion: event.source_version })
-  }
+  const linked = await tx.query(
+    state === 'cancelled'
+      ? `update links set status = 'pending', updated_at = now() where order_id = $1 and connection_id = $2 and operation = $3 returning order_id`
+      : `insert into links (order_id, connection_id, operation, status) values ($1, $2, $3, 'pending')
+         on conflict (order_id, connection_id, operation) do update set status = 'pending', updated_at = now() returning order_id`,
+    [orderId, erp.id, salesOrderOperation],
+  )
+  if (linked.length) syncJobs.push({ orderId, connectionId: erp.id, operation: salesOrderOperation, sourceVersion: event.source_version })
   if (state !== existing.state) await tx.query('update orders set state = $2, revision = revision + 1, updated_at = now() where id = $1', [orderId, state])
   await tx.query(`update inbox_events set status = 'processed', processed_at = now(), order_id = $2, mapping_version = $3, first_mapping_version = coalesce(first_mapping_version, $3) where id = $1`, [event.id, orderId, event.mapping_version])
   await appendChanges(tx, changes)

@@ -18,6 +18,8 @@ export const syncJobSchema = z.object({
   operation: z.string(),
   sourceVersion: z.number().int(),
   correlationId: z.string(),
+  /** How many times the job waited without using an attempt (conflicts, Retry-After). */
+  waits: z.number().int().min(0).optional(),
 })
 export type SyncJob = z.infer<typeof syncJobSchema>
 

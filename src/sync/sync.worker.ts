@@ -9,6 +9,8 @@ import { syncJobSchema, syncQueueName, type SyncJob } from '../queue/queues.ts'
 import { upsertSalesOrder, type SyncDeps } from './upsert-sales-order.step.ts'
 
 const conflictDelayMs = 500
+/** Waits (conflicts, Retry-After) use no attempt; this bounds them so a remote can't keep a job forever. */
+export const maxWaits = 100
 
 export function startSyncWorker(deps: SyncDeps, options: { connectionId: string; concurrency: number; redis: Redis; prefix: string }): Worker<SyncJob> {
   const worker = new Worker<SyncJob>(
@@ -20,8 +22,10 @@ export function startSyncWorker(deps: SyncDeps, options: { connectionId: string;
         return await upsertSalesOrder(deps, { job: data, runId: `${job.id}-${job.attemptsMade}-${token ?? ''}`, lastTry })
       } catch (err) {
         if (!isSyncFailure(err)) throw err
-        const waitMs = err.kind === 'conflict' ? conflictDelayMs + Math.floor(Math.random() * conflictDelayMs) : err.kind === 'rate_limited' ? err.details.retryAfterMs : undefined
-        if (waitMs !== undefined && token) {
+        const waits = data.waits ?? 0
+        const waitMs = err.kind === 'conflict' ? conflictDelayMs + Math.floor(Math.random() * conflictDelayMs) : err.retryable ? err.details.retryAfterMs : undefined
+        if (waitMs !== undefined && token && waits < maxWaits) {
+          await job.updateData({ ...data, waits: waits + 1 })
           await job.moveToDelayed(Date.now() + waitMs, token)
           throw new DelayedError()
         }

@@ -1,14 +1,15 @@
 /**
- * One idempotent step: put the order's current version into the ERP as a sales order.
- * A lease on the link row keeps steps for one order and target from interleaving across workers;
- * no database transaction is open while the connector talks to the ERP.
+ * One idempotent step: make the ERP's sales order match the order's current version — create it,
+ * update it, or cancel it when the order was cancelled. A lease on the link row keeps steps for one
+ * order and target from interleaving across workers; no database transaction is open while the
+ * connector talks to the ERP.
  */
-import type { ConnectionRegistry } from '../connections/connection-registry.ts'
-import { SyncFailure, type Logger } from '../connector-kit/index.ts'
+import type { Connection, ConnectionRegistry } from '../connections/connection-registry.ts'
+import { SyncFailure, type Logger, type OperationContext, type RemoteRecord } from '../connector-kit/index.ts'
 import type { Database } from '../db/database.ts'
 import { applyMapping, type MappingCatalog } from '../mapping/mapping-catalog.ts'
 import { describeMappingError } from '../mapping/compile-mapping.ts'
-import { findOrder, lockOrder, recordOrderEvent } from '../orders/order.repository.ts'
+import { findOrder, lockOrder, recordOrderEvent, type OrderRow } from '../orders/order.repository.ts'
 import { canTransition } from '../orders/order-state.ts'
 import type { SyncJob } from '../queue/queues.ts'
 import { issuesOf } from '../shared/field-issues.ts'
@@ -24,7 +25,7 @@ export interface SyncDeps {
   log: Logger
 }
 
-export type StepOutcome = { result: 'synced'; externalId: string } | { result: 'skipped'; reason: string }
+export type StepOutcome = { result: 'synced'; externalId: string } | { result: 'cancelled'; externalId?: string } | { result: 'skipped'; reason: string }
 
 interface Attempt {
   job: SyncJob
@@ -34,59 +35,47 @@ interface Attempt {
   lastTry: boolean
 }
 
+interface Leased {
+  externalId: string | null
+  lastSyncedVersion: number
+  status: string
+}
+
 /** Throws SyncFailure when the step failed; the caller decides about retrying. */
 export async function upsertSalesOrder(deps: SyncDeps, { job, runId, lastTry }: Attempt): Promise<StepOutcome> {
-  const { db } = deps
   const key = [job.orderId, job.connectionId, job.operation]
-  const [leased] = await db.query<{ external_id: string | null; last_synced_version: number | null }>(
+  const [row] = await deps.db.query<{ external_id: string | null; last_synced_version: number | null; status: string }>(
     `update links set lease_owner = $4, lease_until = now() + make_interval(secs => $5)
      where order_id = $1 and connection_id = $2 and operation = $3 and (lease_until is null or lease_until < now() or lease_owner = $4)
-     returning external_id, last_synced_version`,
+     returning external_id, last_synced_version, status`,
     [...key, runId, leaseMs / 1000],
   )
-  if (!leased) throw new SyncFailure('conflict', 'another step for this order and target is running', { connectorId: job.connectionId })
-  const release = () => db.query('update links set lease_owner = null, lease_until = null where order_id = $1 and connection_id = $2 and operation = $3 and lease_owner = $4', [...key, runId])
+  if (!row) throw new SyncFailure('conflict', 'another step for this order and target is running', { connectorId: job.connectionId })
+  const leased: Leased = { externalId: row.external_id, lastSyncedVersion: row.last_synced_version ?? 0, status: row.status }
+  const failWith = (failure: SyncFailure) => fail(deps, job, runId, failure, lastTry)
 
-  const order = await findOrder(db, job.orderId)
-  if (!order) {
-    await release()
-    throw new SyncFailure('not_found', `order ${job.orderId} does not exist`)
-  }
-  if ((leased.last_synced_version ?? 0) >= order.sourceVersion) {
-    await release()
+  const order = await findOrder(deps.db, job.orderId)
+  const connection = deps.connections.get(job.connectionId)
+  if (!order) throw await failWith(new SyncFailure('not_found', `order ${job.orderId} does not exist`))
+  if (!connection?.connector.salesOrders) throw await failWith(new SyncFailure('config', `connection ${job.connectionId} cannot create sales orders`))
+  if (leased.lastSyncedVersion >= order.sourceVersion) {
+    await release(deps, job, runId)
     return { result: 'skipped', reason: `version ${order.sourceVersion} is already synced` }
   }
-  if (order.state === 'cancelled' || order.state === 'rejected') {
-    await release()
-    return { result: 'skipped', reason: `the order is ${order.state}` }
+  if (order.state === 'rejected') {
+    await release(deps, job, runId)
+    return { result: 'skipped', reason: 'the order was rejected' }
   }
 
-  const connection = deps.connections.get(job.connectionId)
-  const capability = connection?.connector.salesOrders
-  if (!connection || !capability) throw new SyncFailure('config', `connection ${job.connectionId} cannot create sales orders`)
-  const mappingId = connection.mappings.salesOrder!
-  const mapping = await deps.mappings.active(mappingId)
-  const mapped = await applyMapping(deps.mappings, mapping, { ...order.document, id: order.id })
-  if (!mapped.ok) throw await fail(deps, attemptKey(job, order.sourceVersion), runId, new SyncFailure('data', mapped.errors.map(describeMappingError).join('; ')), lastTry)
-  const input = capability.upsert.inputSchema.safeParse(mapped.value)
-  if (!input.success) {
-    const message = issuesOf(input.error).map((i) => `${i.path}: ${i.message}`).join('; ')
-    throw await fail(deps, attemptKey(job, order.sourceVersion), runId, new SyncFailure('data', `mapping ${mappingId} v${mapping.version} output: ${message}`), lastTry)
-  }
-
-  const idempotencyKey = `${order.id}-${job.connectionId}-${job.operation}-v${order.sourceVersion}`
+  const operation = order.state === 'cancelled' ? 'cancel' : 'upsert'
+  const idempotencyKey = `${order.id}-${job.connectionId}-salesOrders.${operation}-v${order.sourceVersion}`
   // An earlier attempt that never recorded an answer, or lost it, may have written: look first.
-  const [uncertain] = await db.query<{ n: number }>(
+  const [uncertain] = await deps.db.query<{ n: number }>(
     `select count(*)::int as n from sync_attempts where order_id = $1 and connection_id = $2 and operation = $3
      and (outcome = 'started' or failure_kind = 'unknown_outcome')`,
     key,
   )
-  const [attempt] = await db.query<{ id: number }>(
-    'insert into sync_attempts (order_id, connection_id, operation, source_version, idempotency_key) values ($1, $2, $3, $4, $5) returning id',
-    [...key, order.sourceVersion, idempotencyKey],
-  )
-  const started = Date.now()
-  const ctx = {
+  const ctx: OperationContext = {
     connectionId: connection.id,
     settings: connection.settings,
     secrets: connection.secrets,
@@ -95,28 +84,24 @@ export async function upsertSalesOrder(deps: SyncDeps, { job, runId, lastTry }: 
     reference: order.id,
     mayHaveWritten: (uncertain?.n ?? 0) > 0,
   }
-  let externalId: string
-  try {
-    const existing = leased.external_id ? { externalId: leased.external_id } : undefined
-    externalId = (await capability.upsert.run(ctx, input.data, existing)).externalId
-  } catch (err) {
-    const failure = connection.connector.classify(err, ctx)
-    deps.log.warn({ orderId: order.id, connectorId: connection.id, step: upsertSalesOrderStepId, kind: failure.kind, err }, 'sync step failed')
-    await db.query(
-      `update sync_attempts set outcome = 'failed', finished_at = now(), duration_ms = $2, failure_kind = $3, error_message = $4 where id = $1`,
-      [attempt!.id, Date.now() - started, failure.kind, failure.message],
-    )
-    throw await fail(deps, attemptKey(job, order.sourceVersion), runId, failure, lastTry)
-  }
 
-  await db.transaction(async (tx) => {
-    await tx.query(`update sync_attempts set outcome = 'succeeded', finished_at = now(), duration_ms = $2, external_id = $3 where id = $1`, [attempt!.id, Date.now() - started, externalId])
-    await tx.query(
-      `update links set external_id = $4, status = case when (select source_version from orders where id = $1) <= $5 then 'synced' else 'pending' end,
-       last_synced_version = greatest(coalesce(last_synced_version, 0), $5), last_error = null, lease_owner = null, lease_until = null, updated_at = now()
-       where order_id = $1 and connection_id = $2 and operation = $3`,
-      [...key, externalId, order.sourceVersion],
-    )
+  if (operation === 'cancel') return cancelSalesOrder(deps, { job, runId, lastTry }, connection, ctx, order, leased)
+
+  const capability = connection.connector.salesOrders
+  const mappingId = connection.mappings.salesOrder!
+  const mapping = await deps.mappings.active(mappingId)
+  const mapped = await applyMapping(deps.mappings, mapping, { ...order.document, id: order.id })
+  if (!mapped.ok) throw await failWith(new SyncFailure('data', mapped.errors.map(describeMappingError).join('; ')))
+  const input = capability.upsert.inputSchema.safeParse(mapped.value)
+  if (!input.success) {
+    const message = issuesOf(input.error).map((i) => `${i.path}: ${i.message}`).join('; ')
+    throw await failWith(new SyncFailure('data', `mapping ${mappingId} v${mapping.version} output: ${message}`))
+  }
+  const existing = leased.externalId ? { externalId: leased.externalId } : undefined
+  const externalId = (await callRemote(deps, { job, runId, lastTry }, connection, ctx, order, () => capability.upsert.run(ctx, input.data, existing))).externalId
+
+  await deps.db.transaction(async (tx) => {
+    await settleLink(tx, job, order.sourceVersion, externalId, 'synced')
     const locked = await lockOrder(tx, order.id)
     const changes: ChangeInput[] = [{ type: 'sync.succeeded', orderId: order.id, connectionId: job.connectionId, data: { operation: job.operation, externalId, sourceVersion: order.sourceVersion } }]
     if (locked && locked.state === 'approved' && canTransition('approved', 'pending_shipment')) {
@@ -130,13 +115,81 @@ export async function upsertSalesOrder(deps: SyncDeps, { job, runId, lastTry }: 
   return { result: 'synced', externalId }
 }
 
-function attemptKey(job: SyncJob, sourceVersion: number) {
-  return { ...job, sourceVersion }
+/** The order was cancelled: cancel its sales order, if the ERP has one (or may have one). */
+async function cancelSalesOrder(deps: SyncDeps, attempt: Attempt, connection: Connection, ctx: OperationContext, order: OrderRow, leased: Leased): Promise<StepOutcome> {
+  const { job } = attempt
+  const capability = connection.connector.salesOrders!
+  let existing: RemoteRecord | undefined = leased.externalId ? { externalId: leased.externalId } : undefined
+  if (!existing && ctx.mayHaveWritten) existing = await callRemote(deps, attempt, connection, ctx, order, () => capability.findByReference(ctx, order.id))
+  if (existing && !capability.cancel) {
+    throw await fail(deps, job, attempt.runId, new SyncFailure('config', `connector ${connection.connector.manifest.id} cannot cancel sales orders; cancel ${existing.externalId} by hand`), attempt.lastTry)
+  }
+  if (existing) await callRemote(deps, attempt, connection, ctx, order, () => capability.cancel!(ctx, existing))
+  await deps.db.transaction(async (tx) => {
+    await settleLink(tx, job, order.sourceVersion, existing?.externalId ?? null, 'cancelled')
+    await recordOrderEvent(tx, {
+      orderId: order.id,
+      kind: 'external_call',
+      cause: existing ? `${job.connectionId} cancelled sales order ${existing.externalId}` : `${job.connectionId} had no sales order to cancel`,
+    })
+    await appendChanges(tx, [{ type: 'sync.succeeded', orderId: order.id, connectionId: job.connectionId, data: { operation: 'salesOrders.cancel', externalId: existing?.externalId ?? null, sourceVersion: order.sourceVersion } }])
+  })
+  return { result: 'cancelled', ...(existing ? { externalId: existing.externalId } : {}) }
 }
 
-/** Records the failure on the link, releases the lease and hands the failure back to be thrown. */
+/** One remote call, recorded as a sync attempt; a failure is classified by the connector and recorded on the link. */
+async function callRemote<T>(deps: SyncDeps, attempt: Attempt, connection: Connection, ctx: OperationContext, order: OrderRow, call: () => Promise<T>): Promise<T> {
+  const { job } = attempt
+  const [row] = await deps.db.query<{ id: number }>(
+    'insert into sync_attempts (order_id, connection_id, operation, source_version, idempotency_key) values ($1, $2, $3, $4, $5) returning id',
+    [job.orderId, job.connectionId, job.operation, order.sourceVersion, ctx.idempotencyKey],
+  )
+  const started = Date.now()
+  try {
+    const result = await call()
+    const externalId = result && typeof result === 'object' && 'externalId' in result ? String(result.externalId) : null
+    await deps.db.query(`update sync_attempts set outcome = 'succeeded', finished_at = now(), duration_ms = $2, external_id = $3 where id = $1`, [row!.id, Date.now() - started, externalId])
+    return result
+  } catch (err) {
+    const failure = connection.connector.classify(err, ctx)
+    deps.log.warn({ orderId: order.id, connectorId: connection.id, step: upsertSalesOrderStepId, kind: failure.kind, err }, 'sync step failed')
+    await deps.db.query(`update sync_attempts set outcome = 'failed', finished_at = now(), duration_ms = $2, failure_kind = $3, error_message = $4 where id = $1`, [
+      row!.id,
+      Date.now() - started,
+      failure.kind,
+      failure.message,
+    ])
+    throw await fail(deps, job, attempt.runId, failure, attempt.lastTry)
+  }
+}
+
+async function settleLink(tx: { query: Database['query'] }, job: SyncJob, sourceVersion: number, externalId: string | null, done: 'synced' | 'cancelled'): Promise<void> {
+  await tx.query(
+    `update links set external_id = coalesce($4, external_id),
+       status = case when (select source_version from orders where id = $1) <= $5 then $6 else 'pending' end,
+       last_synced_version = greatest(coalesce(last_synced_version, 0), $5), last_error = null, lease_owner = null, lease_until = null, updated_at = now()
+     where order_id = $1 and connection_id = $2 and operation = $3`,
+    [job.orderId, job.connectionId, job.operation, externalId, sourceVersion, done],
+  )
+}
+
+async function release(deps: SyncDeps, job: SyncJob, runId: string): Promise<void> {
+  await deps.db.query('update links set lease_owner = null, lease_until = null where order_id = $1 and connection_id = $2 and operation = $3 and lease_owner = $4', [
+    job.orderId,
+    job.connectionId,
+    job.operation,
+    runId,
+  ])
+}
+
+/**
+ * Records the failure on the link, releases the lease and hands the failure back to be thrown.
+ * A failure the worker will wait out (a conflict, a Retry-After) is not a dead letter even on the
+ * last try: waiting does not use an attempt.
+ */
 async function fail(deps: SyncDeps, job: SyncJob, runId: string, failure: SyncFailure, lastTry: boolean): Promise<SyncFailure> {
-  const status = !failure.retryable ? 'needs_attention' : lastTry ? 'dead' : 'retrying'
+  const waits = failure.kind === 'conflict' || failure.details.retryAfterMs !== undefined
+  const status = !failure.retryable ? 'needs_attention' : lastTry && !waits ? 'dead' : 'retrying'
   await deps.db.transaction(async (tx) => {
     await tx.query(
       `update links set status = $4, last_error = $5, lease_owner = null, lease_until = null, updated_at = now()

@@ -122,6 +122,44 @@ describe.each(engines)('an order from the CRM to the ERP (%s)', (engine) => {
     expect(order.state).toBe('approved')
   })
 
+  it('waits out Retry-After without using attempts', async () => {
+    // More 503s than the job has attempts (8): only waiting that uses none of them gets through.
+    stack.erp.faults.failNext(10, 503, { 'retry-after': '0' })
+    await stack.crm.send('order.created', sampleOrder(8, 'SO-1008'))
+    const synced = await syncedOrder('SO-1008')
+    expect(stack.erp.salesOrders().filter((o) => o.reference === synced.id)).toHaveLength(1)
+  })
+
+  it('cancels the sales order in the ERP when the CRM cancels the order', async () => {
+    const order = sampleOrder(9, 'SO-1009')
+    await stack.crm.send('order.created', order)
+    const synced = await syncedOrder('SO-1009')
+    await stack.crm.send('order.cancelled', { ...order, version: 2 })
+    const cancelled = await stack.waitFor(async () => {
+      const o = await findOrder('SO-1009')
+      return o?.links[0]?.status === 'cancelled' && o
+    }, 'SO-1009 cancelled in the ERP')
+    expect(cancelled.state).toBe('cancelled')
+    const erpOrders = stack.erp.salesOrders().filter((o) => o.reference === synced.id)
+    expect(erpOrders).toHaveLength(1)
+    expect(erpOrders[0]).toMatchObject({ status: 'cancelled' })
+  })
+
+  it('creates nothing in the ERP for an order cancelled before it was sent', async () => {
+    stack.erp.faults.delayMs(300)
+    const order = sampleOrder(10, 'SO-1010')
+    await stack.crm.send('order.created', order)
+    await stack.crm.send('order.cancelled', { ...order, version: 2 })
+    stack.erp.faults.reset()
+    const settled = await stack.waitFor(async () => {
+      const o = await findOrder('SO-1010')
+      return o?.state === 'cancelled' && ['cancelled'].includes(o.links[0]?.status) && o
+    }, 'SO-1010 settled')
+    // Whichever ran first, the ERP ends with no live sales order for it.
+    const live = stack.erp.salesOrders().filter((o) => o.reference === settled.id && o.status !== 'cancelled')
+    expect(live).toEqual([])
+  })
+
   it('finishes the order after a restart that happened before the worker ran', async () => {
     await stack.stop()
     await stack.start('api')
