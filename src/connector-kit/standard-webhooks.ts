@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto'
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto'
 
 /**
  * Standard Webhooks (standardwebhooks.com): HMAC-SHA256 over `id.timestamp.body`, keyed with the
@@ -12,14 +12,23 @@ export interface WebhookHeaders {
 
 export const defaultToleranceSeconds = 300
 
-function secretKey(secret: string): Buffer {
-  const encoded = secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret
-  const key = Buffer.from(encoded, 'base64')
-  if (key.length === 0) throw new Error('webhook secret is empty')
+// Importing the key is most of an HMAC's cost on a small body; a connection has one or two secrets.
+const keys = new Map<string, KeyObject>()
+
+function secretKey(secret: string): KeyObject {
+  let key = keys.get(secret)
+  if (!key) {
+    const encoded = secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret
+    const bytes = Buffer.from(encoded, 'base64')
+    if (bytes.length === 0) throw new Error('webhook secret is empty')
+    key = createSecretKey(bytes)
+    if (keys.size >= 1000) keys.clear()
+    keys.set(secret, key)
+  }
   return key
 }
 
-function sign(key: Buffer, id: string, timestamp: string, body: Buffer | string): Buffer {
+function sign(key: KeyObject, id: string, timestamp: string, body: Buffer | string): Buffer {
   return createHmac('sha256', key).update(`${id}.${timestamp}.`).update(body).digest()
 }
 
