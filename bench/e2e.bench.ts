@@ -1,0 +1,222 @@
+/**
+ * End-to-end benchmark (`npm run bench:e2e [-- --orders 20000 --in-flight 256]`).
+ *
+ * One API and two worker processes on PostgreSQL and Redis, as production runs them, with the demo
+ * ERP simulator in this process. Signed CRM webhooks go in; the run ends when the ERP holds a sales
+ * order for every one. Twice: with an instant ERP, then with 50 ms added to every ERP call. At most
+ * `--in-flight` orders are between webhook and ERP at once, so the latency measured is the
+ * pipeline's, not a backlog's. Prints orders/s, p50/p99 from webhook sent to sales order created in
+ * the ERP, and the CPU cores each process used; the last line is one JSON object.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { Redis } from 'ioredis'
+import { sampleOrder } from '../connectors/demo-crm/sender.ts'
+import { startErpSimulator, type ErpSimulator } from '../connectors/generic-rest/simulator.ts'
+import { signStandardWebhook } from '../src/connector-kit/index.ts'
+import { openDatabase } from '../src/db/database.ts'
+import { coresBetween, cpuSnapshot } from './support/cpu.ts'
+
+const { values: args } = parseArgs({
+  options: {
+    orders: { type: 'string', default: '20000' },
+    'in-flight': { type: 'string', default: '256' },
+    senders: { type: 'string', default: '32' },
+    concurrency: { type: 'string', default: '64', description: 'sync concurrency of the ERP connection, per worker' },
+  },
+})
+const orderCount = Number(args.orders)
+const maxInFlight = Number(args['in-flight'])
+const senders = Number(args.senders)
+const targets = { instant: 1000, latency50ms: 500 }
+const databaseUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
+const root = path.resolve(import.meta.dirname, '..')
+const node = path.join(root, 'node_modules/.bin/node')
+const secret = `whsec_${randomBytes(24).toString('base64')}`
+const adminKey = `obk_bench_${randomBytes(12).toString('hex')}`
+const erpToken = randomBytes(12).toString('hex')
+const run = randomBytes(4).toString('hex')
+const schema = `bench_${run}`
+const prefix = `bench-${run}`
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+    server.on('error', reject)
+  })
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0
+
+interface Scenario {
+  name: 'instant' | 'latency50ms'
+  erpDelayMs: number
+}
+
+interface Processes {
+  api: ChildProcess
+  workers: ChildProcess[]
+  url: string
+}
+
+async function startProcesses(configFile: string, dataDir: string): Promise<Processes> {
+  const port = await freePort()
+  const env = {
+    ...process.env,
+    DATABASE_URL: databaseUrl,
+    ORDERBRIDGE_DB_SCHEMA: schema,
+    REDIS_URL: redisUrl,
+    ORDERBRIDGE_QUEUE_PREFIX: prefix,
+    ORDERBRIDGE_CONFIG: configFile,
+    ORDERBRIDGE_ADMIN_KEY: adminKey,
+    ORDERBRIDGE_DATA_DIR: dataDir,
+    PORT: String(port),
+    LOG_LEVEL: 'warn',
+  }
+  const start = (mode: string) => spawn(node, [path.join(root, 'bin/orderbridge.mjs'), mode], { env, stdio: ['ignore', 'ignore', 'inherit'] })
+  // The API migrates first; workers started together with it would wait on the same lock anyway.
+  const api = start('api')
+  const url = `http://127.0.0.1:${port}`
+  for (let i = 0; ; i++) {
+    const ready = await fetch(`${url}/readyz`).then((r) => r.ok, () => false)
+    if (ready) break
+    if (i > 300) throw new Error('the API did not become ready')
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return { api, workers: [start('worker'), start('worker')], url }
+}
+
+async function runScenario(scenario: Scenario, erp: ErpSimulator, processes: Processes) {
+  erp.faults.reset()
+  erp.faults.delayMs(scenario.erpDelayMs)
+  const sentAt = new Map<string, number>()
+  const doneAt = new Map<string, number>()
+  let seen = 0
+  const collect = () => {
+    const orders = erp.salesOrders()
+    for (const order of orders.slice(seen)) {
+      const externalId = String(order.crmOrderNumber)
+      if (sentAt.has(externalId) && !doneAt.has(externalId)) doneAt.set(externalId, Date.parse(order.createdAt))
+    }
+    seen = orders.length
+  }
+  const poller = setInterval(collect, 250)
+
+  const before = cpuSnapshot({ api: processes.api.pid!, worker1: processes.workers[0]!.pid!, worker2: processes.workers[1]!.pid!, bench: process.pid })
+  const started = Date.now()
+  let next = 0
+  let rejected = 0
+  await Promise.all(
+    Array.from({ length: senders }, async () => {
+      while (next < orderCount) {
+        if (sentAt.size - doneAt.size >= maxInFlight) {
+          await new Promise((r) => setTimeout(r, 5))
+          continue
+        }
+        const n = next++
+        const externalId = `E2E-${scenario.name}-${run}-${n}`
+        const body = JSON.stringify({ type: 'order.created', data: sampleOrder(n, externalId) })
+        const headers = signStandardWebhook(secret, `msg_${externalId}`, Math.floor(Date.now() / 1000), body)
+        sentAt.set(externalId, Date.now())
+        const response = await fetch(`${processes.url}/webhooks/demo-crm`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body })
+        await response.arrayBuffer()
+        if (response.status !== 202) rejected++
+      }
+    }),
+  )
+  const deadline = Date.now() + 10 * 60_000
+  while (doneAt.size < sentAt.size - rejected && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100))
+    collect()
+  }
+  clearInterval(poller)
+  collect()
+  const after = cpuSnapshot({ api: processes.api.pid!, worker1: processes.workers[0]!.pid!, worker2: processes.workers[1]!.pid!, bench: process.pid })
+  const finished = Math.max(...doneAt.values())
+  const latencies = [...doneAt].map(([id, at]) => at - sentAt.get(id)!).sort((a, b) => a - b)
+  const ordersPerSec = Math.round(doneAt.size / ((finished - started) / 1000))
+  return {
+    orders: sentAt.size,
+    synced: doneAt.size,
+    rejected,
+    erpDelayMs: scenario.erpDelayMs,
+    ordersPerSec,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    elapsedSec: Math.round((finished - started) / 100) / 10,
+    cpuCores: coresBetween(before, after),
+    target: targets[scenario.name],
+    met: ordersPerSec >= targets[scenario.name],
+  }
+}
+
+async function cleanUp(processes: Processes | undefined, erp: ErpSimulator | undefined, dataDir: string) {
+  for (const child of [processes?.api, ...(processes?.workers ?? [])]) child?.kill('SIGTERM')
+  await new Promise((r) => setTimeout(r, 1500))
+  for (const child of [processes?.api, ...(processes?.workers ?? [])]) if (child && child.exitCode === null) child.kill('SIGKILL')
+  await erp?.close()
+  const db = await openDatabase({ engine: 'postgres', url: databaseUrl })
+  await db.query(`drop schema if exists ${schema} cascade`)
+  await db.close()
+  const redis = new Redis(redisUrl)
+  let cursor = '0'
+  do {
+    const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', `{${prefix}}:*`, 'COUNT', 1000)
+    if (keys.length) await redis.del(...keys)
+    cursor = nextCursor
+  } while (cursor !== '0')
+  redis.disconnect()
+  rmSync(dataDir, { recursive: true, force: true })
+}
+
+async function main() {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'orderbridge-bench-e2e-'))
+  let erp: ErpSimulator | undefined
+  let processes: Processes | undefined
+  try {
+    erp = await startErpSimulator({ apiToken: erpToken })
+    const configFile = path.join(dataDir, 'orderbridge.yaml')
+    writeFileSync(
+      configFile,
+      [
+        'connections:',
+        '  - id: demo-crm',
+        '    connector: demo-crm',
+        `    secrets: { webhookSecret: "${secret}" }`,
+        '    mappings: { inbound: demo-crm.to-canonical.order }',
+        '  - id: demo-erp',
+        '    connector: generic-rest',
+        `    settings: { baseUrl: "${erp.url}" }`,
+        `    secrets: { apiToken: "${erpToken}" }`,
+        '    mappings: { salesOrder: canonical.to-demo-erp.sales-order }',
+        `    concurrency: ${Number(args.concurrency)}`,
+        'pipeline: { erp: demo-erp }',
+        '',
+      ].join('\n'),
+    )
+    processes = await startProcesses(configFile, dataDir)
+    const results: Record<string, Awaited<ReturnType<typeof runScenario>>> = {}
+    for (const scenario of [{ name: 'instant', erpDelayMs: 0 }, { name: 'latency50ms', erpDelayMs: 50 }] as const) {
+      const result = await runScenario(scenario, erp, processes)
+      results[scenario.name] = result
+      console.log(
+        `${scenario.name}: ${result.synced}/${result.orders} orders in ${result.elapsedSec} s = ${result.ordersPerSec} orders/s (target ${result.target}), ` +
+          `webhook → ERP p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms; cores: ${JSON.stringify(result.cpuCores)}`,
+      )
+    }
+    console.log(JSON.stringify({ bench: 'e2e', ordersPerScenario: orderCount, maxInFlight, apiProcesses: 1, workerProcesses: 2, syncConcurrencyPerWorker: Number(args.concurrency), ...results }))
+  } finally {
+    await cleanUp(processes, erp, dataDir)
+  }
+}
+
+await main()
