@@ -8,6 +8,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter'
 import { FastifyAdapter } from '@bull-board/fastify'
 import type { Logger } from 'pino'
 import { adminRoutes } from './admin/admin.routes.ts'
+import { failureRoutes } from './failures/failures.routes.ts'
 import { roles, type Principal } from './auth/api-keys.ts'
 import { requireRoles } from './auth/auth.plugin.ts'
 import type { ConnectionRegistry } from './connections/connection-registry.ts'
@@ -17,6 +18,7 @@ import { ingestRoutes } from './ingest/ingest.routes.ts'
 import { lookupRoutes } from './mapping/lookup.routes.ts'
 import type { MappingCatalog } from './mapping/mapping-catalog.ts'
 import { mappingRoutes } from './mapping/mapping.routes.ts'
+import { metricsRoutes } from './observability/metrics.routes.ts'
 import type { QueueSet } from './queue/queues.ts'
 import { errorBody } from './shared/http-errors.ts'
 import { statusRoutes } from './status/status.routes.ts'
@@ -64,9 +66,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await api.register(adminRoutes, { db: deps.db, resolveKey: deps.resolveKey })
       await api.register(mappingRoutes, { db: deps.db, catalog: deps.mappings, connections: deps.connections, queues: deps.queues, resolveKey: deps.resolveKey })
       await api.register(lookupRoutes, { db: deps.db, catalog: deps.mappings, resolveKey: deps.resolveKey })
+      await api.register(failureRoutes, { db: deps.db, catalog: deps.mappings, connections: deps.connections, queues: deps.queues, resolveKey: deps.resolveKey })
     },
     { prefix: '/api/v1' },
   )
+
+  await app.register(metricsRoutes, { db: deps.db, queues: deps.queues, resolveKey: deps.resolveKey })
 
   await app.register(async (admin) => {
     admin.addHook('onRequest', requireRoles(deps.resolveKey, ['admin', 'ops'], 'orderbridge ops'))

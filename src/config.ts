@@ -56,6 +56,24 @@ export function loadEnv(env: NodeJS.ProcessEnv = process.env): Env {
   return result.data
 }
 
+/** Calls to one connection, shared by every worker process (enforced in Redis). */
+export const rateLimitSchema = z.object({
+  max: z.number().int().positive().describe('How many sync steps may start per interval'),
+  perMs: z.number().int().positive().describe('The interval, in milliseconds'),
+})
+export type RateLimit = z.infer<typeof rateLimitSchema>
+
+/** Unset fields take `circuitBreakerDefaults`; the registry fills them in. */
+export const circuitBreakerSchema = z.object({
+  failureThreshold: z.number().int().positive().optional().describe('Consecutive infrastructure failures that open the breaker'),
+  errorRate: z.number().gt(0).max(1).optional().describe('Share of failures among the last `window` calls that opens the breaker (with at least half the window seen)'),
+  window: z.number().int().min(2).max(1000).optional().describe('How many recent calls the error rate is computed over'),
+  cooldownMs: z.number().int().positive().optional().describe('How long the breaker stays open before one probe is let through'),
+  maxCooldownMs: z.number().int().positive().optional().describe('The cooldown doubles after each failed probe, up to this'),
+})
+export const circuitBreakerDefaults = { failureThreshold: 5, errorRate: 0.5, window: 20, cooldownMs: 30_000, maxCooldownMs: 300_000 } as const
+export type CircuitBreakerSettings = { [K in keyof typeof circuitBreakerDefaults]: number }
+
 export const connectionSchema = z.object({
   id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and -'),
   connector: z.string().min(1),
@@ -64,6 +82,15 @@ export const connectionSchema = z.object({
   /** Mapping ids by purpose: `inbound` for a source, `salesOrder` for an ERP. */
   mappings: z.record(z.string(), z.string()).default({}),
   concurrency: z.number().int().positive().optional(),
+  rateLimit: rateLimitSchema.optional(),
+  circuitBreaker: circuitBreakerSchema.optional(),
+  /** How sync jobs for this connection retry retryable failures before they become dead letters. */
+  retry: z
+    .object({
+      attempts: z.number().int().min(1).max(100).describe('Tries in all, the first included (default 8)'),
+      backoffMs: z.number().int().positive().describe('The first backoff delay; it doubles with each try, with jitter (default 1000)'),
+    })
+    .optional(),
 })
 export type ConnectionConfig = z.infer<typeof connectionSchema>
 

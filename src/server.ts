@@ -79,7 +79,8 @@ export async function startOrderbridge({ mode, env, config: given, logger = crea
 
     const redis = await locateRedis({ url: env.REDIS_URL, allowPrivate: mode === 'all', dataDir: env.ORDERBRIDGE_DATA_DIR })
     if (redis.stop) closers.push(redis.stop)
-    const queues = createQueueSet({ redisUrl: redis.url, prefix: env.ORDERBRIDGE_QUEUE_PREFIX, syncConnections: [connections.pipeline.erp.id] })
+    const retry = Object.fromEntries(config.connections.flatMap((c) => (c.retry ? [[c.id, c.retry]] : [])))
+    const queues = createQueueSet({ redisUrl: redis.url, prefix: env.ORDERBRIDGE_QUEUE_PREFIX, syncConnections: [connections.pipeline.erp.id], retry })
     closers.push(() => queues.close())
 
     const running: RunningOrderbridge = { db, logger, close: closeAll }

@@ -1,6 +1,7 @@
 /**
- * The worker side: normalize inbox events, run sync steps per target connection (its own queue and
- * concurrency: a bulkhead), and sweep committed-but-unqueued work back into the queues.
+ * The worker side: normalize inbox events, run sync steps per target connection (a bulkhead: its
+ * own queue, concurrency, rate limit and circuit breaker), and sweep committed-but-unqueued work back
+ * into the queues.
  */
 import type { Worker } from 'bullmq'
 import type { Logger } from 'pino'
@@ -30,8 +31,8 @@ export function startWorkers(deps: WorkerDeps): Workers {
   const log = deps.logger
   const normalize = startNormalizeWorker({ ...deps, log }, { redis: deps.queues.redis, concurrency: 16 })
   const erp = deps.connections.pipeline.erp
-  const sync = startSyncWorker({ ...deps, log }, { connectionId: erp.id, concurrency: erp.concurrency, redis: deps.queues.redis, prefix: deps.queues.prefix })
-  const workers: Worker[] = [normalize, sync]
+  const sync = startSyncWorker({ ...deps, log }, { connection: erp, queue: deps.queues.sync(erp.id), redis: deps.queues.redis, prefix: deps.queues.prefix })
+  const workers: Pick<Worker, 'close'>[] = [normalize, sync]
   const sweeper = startSweeper(deps.db, deps.queues, log, deps.sweepIntervalMs)
   return {
     async close(timeoutMs) {

@@ -73,6 +73,7 @@ describe('settings', () => {
         createPath: '/sales-orders',
         updatePath: '/sales-orders/{id}',
         findByReferencePath: '/sales-orders?reference={reference}',
+        cancelPath: '/sales-orders/{id}/cancel',
         idField: 'id',
       },
     })

@@ -3,7 +3,7 @@
  * secrets validated against the connector's schemas. Secrets stay in memory, never in logs.
  */
 import type { ConnectorDefinition } from '../connector-kit/index.ts'
-import { ConfigError, type FileConfig } from '../config.ts'
+import { circuitBreakerDefaults, ConfigError, type CircuitBreakerSettings, type FileConfig, type RateLimit } from '../config.ts'
 import { issuesOf, type FieldIssue } from '../shared/field-issues.ts'
 import type { MappingCatalog } from '../mapping/mapping-catalog.ts'
 
@@ -14,6 +14,9 @@ export interface Connection {
   secrets: unknown
   mappings: Record<string, string>
   concurrency: number
+  /** Sync steps per interval across all worker processes; none when unset. */
+  rateLimit?: RateLimit
+  circuitBreaker: CircuitBreakerSettings
 }
 
 export interface ConnectionRegistry {
@@ -47,7 +50,18 @@ export function createConnectionRegistry(
       if (!mappings.has(mappingId)) issues.push({ path: `connections[${i}].mappings.${purpose}`, message: `no mapping with id "${mappingId}"` })
     }
     if (!settings.success || !secrets.success) return []
-    return [{ id: c.id, connector, settings: settings.data, secrets: secrets.data, mappings: c.mappings, concurrency: c.concurrency ?? connector.manifest.limits?.concurrency ?? 8 }]
+    return [
+      {
+        id: c.id,
+        connector,
+        settings: settings.data,
+        secrets: secrets.data,
+        mappings: c.mappings,
+        concurrency: c.concurrency ?? connector.manifest.limits?.concurrency ?? 8,
+        ...(c.rateLimit ? { rateLimit: c.rateLimit } : {}),
+        circuitBreaker: breakerSettings(c.circuitBreaker),
+      },
+    ]
   })
   const byId = new Map(connections.map((c) => [c.id, c]))
   const erp = byId.get(config.pipeline.erp)
@@ -62,4 +76,17 @@ export function createConnectionRegistry(
   }
   if (issues.length || !erp) throw new ConfigError(source, issues)
   return { get: (id) => byId.get(id), all: () => connections, pipeline: { erp, ...(inventory ? { inventory } : {}) } }
+}
+
+function breakerSettings(given: FileConfig['connections'][number]['circuitBreaker']): CircuitBreakerSettings {
+  const d = circuitBreakerDefaults
+  const cooldownMs = given?.cooldownMs ?? d.cooldownMs
+  return {
+    failureThreshold: given?.failureThreshold ?? d.failureThreshold,
+    errorRate: given?.errorRate ?? d.errorRate,
+    window: given?.window ?? d.window,
+    cooldownMs,
+    // Doubling never shortens the configured cooldown.
+    maxCooldownMs: Math.max(given?.maxCooldownMs ?? d.maxCooldownMs, cooldownMs),
+  }
 }

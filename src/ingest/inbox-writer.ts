@@ -79,11 +79,28 @@ async function writeBatch(db: Database, batch: Pending[]): Promise<number[]> {
   const firsts = new Map<string, InboxEntry>()
   for (const p of batch) if (!firsts.has(keyOf(p.entry))) firsts.set(keyOf(p.entry), p.entry)
   const entries = [...firsts.values()]
+  const deliveries = new Map<string, number>()
+  for (const p of batch) deliveries.set(p.entry.connectionId, (deliveries.get(p.entry.connectionId) ?? 0) + 1)
+  // Every delivery that adds no row is a duplicate. It is counted in the same statement as the
+  // insert, so the count commits with the rows or not at all; a batch without duplicates writes
+  // no counter row and takes no lock on one.
   const inserted = await db.query<{ id: number; connection_id: string; event_id: string }>(
-    `insert into inbox_events (connection_id, event_id, event_type, external_id, source_version, document)
-     select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::jsonb[])
-     on conflict (connection_id, event_id) do nothing
-     returning id, connection_id, event_id`,
+    `with ins as (
+       insert into inbox_events (connection_id, event_id, event_type, external_id, source_version, document)
+       select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::jsonb[])
+       on conflict (connection_id, event_id) do nothing
+       returning id, connection_id, event_id
+     ), dup as (
+       select d.connection_id, d.n - (select count(*) from ins where ins.connection_id = d.connection_id) as duplicates
+       from unnest($7::text[], $8::int8[]) as d(connection_id, n)
+     ), counted as (
+       insert into delivery_counters (connection_id, hour, duplicates)
+       select connection_id, date_trunc('hour', now(), 'UTC'), duplicates from dup where duplicates > 0
+       -- one lock order for every writer, so two API processes never wait on each other's rows crosswise
+       order by connection_id
+       on conflict (connection_id, hour) do update set duplicates = delivery_counters.duplicates + excluded.duplicates
+     )
+     select id, connection_id, event_id from ins`,
     [
       entries.map((e) => e.connectionId),
       entries.map((e) => e.eventId),
@@ -91,6 +108,8 @@ async function writeBatch(db: Database, batch: Pending[]): Promise<number[]> {
       entries.map((e) => e.externalId),
       entries.map((e) => e.sourceVersion),
       entries.map((e) => JSON.stringify(e.document)),
+      [...deliveries.keys()],
+      [...deliveries.values()],
     ],
   )
   const ids = new Map(inserted.map((r) => [`${r.connection_id}\u0000${r.event_id}`, r.id]))

@@ -51,13 +51,25 @@ export function createRedis(url: string): Redis {
   return new Redis(url, { maxRetriesPerRequest: null, lazyConnect: false })
 }
 
-export function createQueueSet(options: { redisUrl: string; prefix: string; syncConnections: readonly string[] }): QueueSet {
+/** Per connection: tries in all and the first backoff delay of its sync jobs (config `retry`). */
+export interface RetryPolicy {
+  attempts: number
+  backoffMs: number
+}
+
+/** A sync queue's job options. They are set on the queue, so every place that adds its jobs uses them. */
+export function syncJobOptions(retry: RetryPolicy | undefined): JobsOptions {
+  if (!retry) return defaultJobOptions
+  return { ...defaultJobOptions, attempts: retry.attempts, backoff: { type: 'exponential', delay: retry.backoffMs, jitter: 0.5 } }
+}
+
+export function createQueueSet(options: { redisUrl: string; prefix: string; syncConnections: readonly string[]; retry?: Readonly<Record<string, RetryPolicy>> }): QueueSet {
   const redis = createRedis(options.redisUrl)
   redis.on('error', () => {}) // reported by /readyz and by the calls that fail
   const prefix = `{${options.prefix}}`
   const ingest = new Queue<IngestJob>(ingestQueueName, { connection: redis, prefix, defaultJobOptions })
   const sync = new Map(
-    options.syncConnections.map((id) => [id, new Queue<SyncJob>(syncQueueName(id), { connection: redis, prefix, defaultJobOptions })]),
+    options.syncConnections.map((id) => [id, new Queue<SyncJob>(syncQueueName(id), { connection: redis, prefix, defaultJobOptions: syncJobOptions(options.retry?.[id]) })]),
   )
   return {
     redis,

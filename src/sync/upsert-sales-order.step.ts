@@ -5,7 +5,7 @@
  * connector talks to the ERP.
  */
 import type { Connection, ConnectionRegistry } from '../connections/connection-registry.ts'
-import { SyncFailure, type Logger, type OperationContext, type RemoteRecord } from '../connector-kit/index.ts'
+import { isSyncFailure, SyncFailure, type Logger, type OperationContext, type RemoteRecord } from '../connector-kit/index.ts'
 import type { Database } from '../db/database.ts'
 import { applyMapping, type MappingCatalog } from '../mapping/mapping-catalog.ts'
 import { describeMappingError } from '../mapping/compile-mapping.ts'
@@ -42,16 +42,28 @@ interface Leased {
 }
 
 /** Throws SyncFailure when the step failed; the caller decides about retrying. */
-export async function upsertSalesOrder(deps: SyncDeps, { job, runId, lastTry }: Attempt): Promise<StepOutcome> {
+export async function upsertSalesOrder(deps: SyncDeps, attempt: Attempt): Promise<StepOutcome> {
+  try {
+    return await runStep(deps, attempt)
+  } catch (err) {
+    // A SyncFailure has settled the link already; anything else (a database error, a bug) must not
+    // leave the lease to block every retry for two minutes.
+    if (!isSyncFailure(err)) await release(deps, attempt.job, attempt.runId).catch(() => {})
+    throw err
+  }
+}
+
+async function runStep(deps: SyncDeps, { job, runId, lastTry }: Attempt): Promise<StepOutcome> {
   const key = [job.orderId, job.connectionId, job.operation]
-  const [row] = await deps.db.query<{ external_id: string | null; last_synced_version: number | null; status: string }>(
+  const [row] = await deps.db.query<{ external_id: string | null; last_synced_version: number | null; status: string; override_document: Record<string, unknown> | null; override_version: number | null }>(
     `update links set lease_owner = $4, lease_until = now() + make_interval(secs => $5)
      where order_id = $1 and connection_id = $2 and operation = $3 and (lease_until is null or lease_until < now() or lease_owner = $4)
-     returning external_id, last_synced_version, status`,
+     returning external_id, last_synced_version, status, override_document, override_version`,
     [...key, runId, leaseMs / 1000],
   )
   if (!row) throw new SyncFailure('conflict', 'another step for this order and target is running', { connectorId: job.connectionId })
   const leased: Leased = { externalId: row.external_id, lastSyncedVersion: row.last_synced_version ?? 0, status: row.status }
+  const override = row.override_document
   const failWith = (failure: SyncFailure) => fail(deps, job, runId, failure, lastTry)
 
   const order = await findOrder(deps.db, job.orderId)
@@ -90,7 +102,12 @@ export async function upsertSalesOrder(deps: SyncDeps, { job, runId, lastTry }: 
   const capability = connection.connector.salesOrders
   const mappingId = connection.mappings.salesOrder!
   const mapping = await deps.mappings.active(mappingId)
-  const mapped = await applyMapping(deps.mappings, mapping, { ...order.document, id: order.id })
+  // A replay may carry an edited document for this very version (src/failures); it replaces the
+  // mapping output once, and settleLink clears it when the target has accepted it.
+  const mapped =
+    override && row.override_version === order.sourceVersion
+      ? { ok: true as const, value: override }
+      : await applyMapping(deps.mappings, mapping, { ...order.document, id: order.id })
   if (!mapped.ok) throw await failWith(new SyncFailure('data', mapped.errors.map(describeMappingError).join('; ')))
   const input = capability.upsert.inputSchema.safeParse(mapped.value)
   if (!input.success) {
@@ -101,8 +118,9 @@ export async function upsertSalesOrder(deps: SyncDeps, { job, runId, lastTry }: 
   const externalId = (await callRemote(deps, { job, runId, lastTry }, connection, ctx, order, () => capability.upsert.run(ctx, input.data, existing))).externalId
 
   await deps.db.transaction(async (tx) => {
-    await settleLink(tx, job, order.sourceVersion, externalId, 'synced')
+    // The order's row first, then the link's, as normalize takes them: the other order deadlocks.
     const locked = await lockOrder(tx, order.id)
+    await settleLink(tx, job, order.sourceVersion, externalId, 'synced')
     const changes: ChangeInput[] = [{ type: 'sync.succeeded', orderId: order.id, connectionId: job.connectionId, data: { operation: job.operation, externalId, sourceVersion: order.sourceVersion } }]
     if (locked && locked.state === 'approved' && canTransition('approved', 'pending_shipment')) {
       await recordOrderEvent(tx, { orderId: order.id, kind: 'transition', from: 'approved', to: 'pending_shipment', cause: `${job.connectionId} created sales order ${externalId}` })
@@ -126,6 +144,7 @@ async function cancelSalesOrder(deps: SyncDeps, attempt: Attempt, connection: Co
   }
   if (existing) await callRemote(deps, attempt, connection, ctx, order, () => capability.cancel!(ctx, existing))
   await deps.db.transaction(async (tx) => {
+    await lockOrder(tx, order.id) // before the link, as above
     await settleLink(tx, job, order.sourceVersion, existing?.externalId ?? null, 'cancelled')
     await recordOrderEvent(tx, {
       orderId: order.id,
@@ -167,7 +186,8 @@ async function settleLink(tx: { query: Database['query'] }, job: SyncJob, source
   await tx.query(
     `update links set external_id = coalesce($4, external_id),
        status = case when (select source_version from orders where id = $1) <= $5 then $6 else 'pending' end,
-       last_synced_version = greatest(coalesce(last_synced_version, 0), $5), last_error = null, lease_owner = null, lease_until = null, updated_at = now()
+       last_synced_version = greatest(coalesce(last_synced_version, 0), $5), last_error = null, lease_owner = null, lease_until = null, updated_at = now(),
+       override_document = null, override_version = null
      where order_id = $1 and connection_id = $2 and operation = $3`,
     [job.orderId, job.connectionId, job.operation, externalId, sourceVersion, done],
   )

@@ -89,7 +89,8 @@ describe('the orderbridge command', () => {
 
   it('migrates and says so', async () => {
     const first = await run(['migrate'], { ORDERBRIDGE_DATA_DIR: path.join(dataDir, 'fresh') })
-    expect(first).toMatchObject({ code: 0, stdout: 'applied 001_initial.sql, 002_mappings.sql\n' })
+    expect(first.code).toBe(0)
+    expect(first.stdout).toMatch(/^applied 001_initial\.sql(, \d{3}_\w+\.sql)+\n$/)
     const again = await run(['migrate'], { ORDERBRIDGE_DATA_DIR: path.join(dataDir, 'fresh') })
     expect(again.stdout).toBe('database is up to date\n')
   })

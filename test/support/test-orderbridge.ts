@@ -9,7 +9,7 @@ import path from 'node:path'
 import { createDemoCrmSender, type DemoCrmSender } from '../../connectors/demo-crm/sender.ts'
 import { startErpSimulator, type ErpSimulator } from '../../connectors/generic-rest/simulator.ts'
 import { startWmsSimulator } from '../../connectors/demo-wms/simulator.ts'
-import { loadEnv } from '../../src/config.ts'
+import { loadEnv, type FileConfig } from '../../src/config.ts'
 import { demoConfig } from '../../src/demo/demo-environment.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import { startOrderbridge, type Mode, type RunningOrderbridge } from '../../src/server.ts'
@@ -36,7 +36,7 @@ export interface TestStack {
   close(): Promise<void>
 }
 
-export async function startTestStack(engine: Engine, options: { sweepIntervalMs?: number } = {}): Promise<TestStack> {
+export async function startTestStack(engine: Engine, options: { sweepIntervalMs?: number; configure?: (config: FileConfig) => FileConfig } = {}): Promise<TestStack> {
   const erp = await startErpSimulator({ apiToken: testCredentials.demoErpToken })
   const wms = await startWmsSimulator({ apiToken: testCredentials.demoWmsToken })
   const dataDir = mkdtempSync(path.join(tmpdir(), 'orderbridge-test-'))
@@ -54,7 +54,9 @@ export async function startTestStack(engine: Engine, options: { sweepIntervalMs?
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     ...(engine === 'postgres' ? { DATABASE_URL: postgresUrl, ORDERBRIDGE_DB_SCHEMA: schema } : {}),
   }
-  const config = demoConfig(testCredentials, { erpUrl: erp.url, wmsUrl: wms.url })
+  const demo = demoConfig(testCredentials, { erpUrl: erp.url, wmsUrl: wms.url })
+  // Tests may change the demo configuration, e.g. a connection's retry policy.
+  const config = options.configure ? options.configure(demo) : demo
   let running: RunningOrderbridge | undefined
   let port = 0
   const stack: TestStack = {

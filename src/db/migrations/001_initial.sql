@@ -69,7 +69,8 @@ create table links (
   connection_id text not null,
   operation text not null,
   external_id text,
-  -- pending: needs a sync; synced; failed: retrying; needs_attention: will not retry by itself
+  -- pending: needs a sync; retrying: failed, will retry; synced; cancelled; dead: out of attempts;
+  -- needs_attention: will not retry by itself; resolved: dismissed by a person
   status text not null default 'pending',
   last_synced_version bigint,
   last_error jsonb,
@@ -79,7 +80,7 @@ create table links (
   updated_at timestamptz not null default now(),
   primary key (order_id, connection_id, operation)
 );
-create index links_open on links (updated_at) where status in ('pending', 'failed');
+create index links_open on links (updated_at) where status in ('pending', 'retrying');
 
 -- What was sent where, when, and what came back.
 create table sync_attempts (
