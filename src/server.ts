@@ -95,7 +95,7 @@ export async function startOrderbridge({ mode, env, config: given, logger = crea
       const inbox = createInboxWriter(db, (ids) =>
         // Acknowledged already (committed); if this enqueue is lost, the sweeper re-enqueues from the inbox.
         queues.ingest
-          .addBulk(ids.map((inboxId) => ({ name: 'normalize', data: { inboxId, correlationId: `inbox-${inboxId}` }, opts: { jobId: ingestJobId(inboxId) } })))
+          .add('normalize', { inboxIds: ids, correlationId: ingestJobId(ids) }, { jobId: ingestJobId(ids) })
           .then(
             () => {},
             (err) => logger.warn({ err, count: ids.length }, 'enqueue after commit failed; the sweeper will pick these up'),

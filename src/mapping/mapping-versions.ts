@@ -587,7 +587,7 @@ export async function replayEvent(deps: MappingServiceDeps, input: { eventId: nu
     })
     return version
   })
-  const enqueued = await ensureJob(deps.queues.ingest, 'normalize', { inboxId: eventId, correlationId: `replay-inbox-${eventId}` }, ingestJobId(eventId)).then(
+  const enqueued = await ensureJob(deps.queues.ingest, 'normalize', { inboxIds: [eventId], correlationId: `replay-inbox-${eventId}` }, ingestJobId([eventId])).then(
     () => true,
     () => false,
   )

@@ -9,7 +9,8 @@ import { z } from 'zod'
 export const ingestQueueName = 'ingest'
 export const syncQueueName = (connectionId: string) => `sync-${connectionId}`
 
-export const ingestJobSchema = z.object({ inboxId: z.number().int().positive(), correlationId: z.string() })
+/** The inbox events of one commit: one job per batch costs Redis one script instead of one per event. */
+export const ingestJobSchema = z.object({ inboxIds: z.array(z.number().int().positive()).min(1), correlationId: z.string() })
 export type IngestJob = z.infer<typeof ingestJobSchema>
 
 export const syncJobSchema = z.object({
@@ -23,7 +24,7 @@ export const syncJobSchema = z.object({
 })
 export type SyncJob = z.infer<typeof syncJobSchema>
 
-export const ingestJobId = (inboxId: number) => `inbox-${inboxId}`
+export const ingestJobId = (inboxIds: readonly number[]) => (inboxIds.length === 1 ? `inbox-${inboxIds[0]}` : `inbox-${inboxIds[0]}-n${inboxIds.length}`)
 export const syncJobId = (job: Pick<SyncJob, 'orderId' | 'connectionId' | 'operation' | 'sourceVersion'>) =>
   `sync-${job.orderId}-${job.connectionId}-${job.operation}-v${job.sourceVersion}`
 

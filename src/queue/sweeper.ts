@@ -20,7 +20,7 @@ export async function sweep(db: Database, queues: QueueSet, options: { graceSeco
     `select id from inbox_events where status = 'pending' and received_at < now() - make_interval(secs => $1) order by id limit 5000`,
     [grace],
   )
-  for (const { id } of inbox) await ensureJob(queues.ingest, 'normalize', { inboxId: id, correlationId: `sweep-inbox-${id}` }, ingestJobId(id))
+  for (const { id } of inbox) await ensureJob(queues.ingest, 'normalize', { inboxIds: [id], correlationId: `sweep-inbox-${id}` }, ingestJobId([id]))
   const links = await db.query<{ order_id: string; connection_id: string; operation: string; source_version: number }>(
     `select l.order_id, l.connection_id, l.operation, o.source_version from links l join orders o on o.id = l.order_id
      where l.status in ('pending', 'retrying') and (l.lease_until is null or l.lease_until < now())

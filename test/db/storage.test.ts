@@ -117,7 +117,7 @@ describe.each(engines)('storage on %s', (engine) => {
     await deleteQueueKeys(prefix) // as FLUSHALL would
     const result = await sweep(t.db, queues, { graceSeconds: 0 })
     expect(result.inbox).toBeGreaterThanOrEqual(1)
-    expect(await queues.ingest.getJob(ingestJobId(pending!.inboxId))).toBeTruthy()
+    expect(await queues.ingest.getJob(ingestJobId([pending!.inboxId]))).toBeTruthy()
     const step = outcome.result === 'applied' ? outcome.syncJobs[0]! : undefined
     expect(await queues.sync('demo-erp').getJob(syncJobId(step!))).toBeTruthy()
     // A second sweep finds the jobs there and adds nothing twice.
