@@ -408,7 +408,7 @@ interface Durability {
   acked: number
   inboxRows: number
   ackedMissing: number
-  queuedJobs: number
+  queuedEvents: number
   batches: number
   avgBatch: number
   maxBatch: number
@@ -428,9 +428,11 @@ async function checkDurability(schema: string, prefix: string, acked: Set<string
        from (select count(*) as n from inbox_events group by received_at) b`,
     )
     const queues = createQueueSet({ redisUrl, prefix, syncConnections: [] })
-    let queuedJobs: number
+    let queuedEvents: number
     try {
-      queuedJobs = await queues.ingest.getWaitingCount()
+      // A job carries the inbox ids of one commit: count the events queued, not the jobs.
+      const waiting = await queues.ingest.getWaiting(0, -1)
+      queuedEvents = waiting.reduce((sum, job) => sum + job.data.inboxIds.length, 0)
     } finally {
       await queues.close()
     }
@@ -439,7 +441,7 @@ async function checkDurability(schema: string, prefix: string, acked: Set<string
       acked: acked.size,
       inboxRows: rows.length,
       ackedMissing,
-      queuedJobs,
+      queuedEvents,
       batches: batchCount,
       avgBatch: batchCount ? round(rows.length / batchCount, 1) : 0,
       maxBatch: batches?.max_batch ?? 0,
@@ -537,7 +539,7 @@ async function main(): Promise<number> {
     console.log(
       `durability: ${durability.acked.toLocaleString('en-US')} deliveries acknowledged (warm-up included), ${durability.inboxRows.toLocaleString('en-US')} inbox rows ` +
         `(${(durability.inboxRows - durability.acked).toLocaleString('en-US')} committed after the client hung up), ${durability.ackedMissing} acknowledged but missing; ` +
-        `${durability.queuedJobs.toLocaleString('en-US')} ingest jobs queued; ${durability.batches.toLocaleString('en-US')} group commits, ` +
+        `${durability.queuedEvents.toLocaleString('en-US')} events queued for normalize; ${durability.batches.toLocaleString('en-US')} group commits, ` +
         `${durability.avgBatch} rows each on average (max ${durability.maxBatch})` +
         (deliveries.signedLive ? `; ${deliveries.signedLive} deliveries signed during the run (pool too small)` : ''),
     )

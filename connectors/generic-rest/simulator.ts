@@ -24,6 +24,44 @@ export interface SimulatedRequest {
   idempotencyKey?: string
 }
 
+/**
+ * Random faults for chaos tests. Every request to the sales-order API (not `/health`) draws its fate
+ * from a PRNG seeded with `seed`, so a failing run can be reproduced with the same seed (the fates come
+ * in the same sequence; which request gets which depends on arrival order). Shares are of all requests.
+ */
+export interface ChaosOptions {
+  /** Share answered 500, 502, 503 or 504 (no Retry-After) before the request is handled. */
+  fail5xx?: number
+  /** Share answered 429 with `Retry-After: retryAfterSeconds` before the request is handled. */
+  tooMany?: number
+  retryAfterSeconds?: number
+  /**
+   * Share that time out: the answer is held `hangMs` (set it above the client's timeout) and never
+   * arrives in time. `afterCommitShare` of them (default half) are handled first, so a write commits
+   * and only its answer is lost; the rest are dropped unhandled after the hang.
+   */
+  timeout?: number
+  afterCommitShare?: number
+  /** Of the after-commit timeouts, the share whose connection is dropped at once instead of held. Default 0. */
+  dropShare?: number
+  /** How long a timed-out request is held. Default 1500 ms. */
+  hangMs?: number
+  seed: number
+}
+
+/** What chaos injected so far, by kind. `requests` counts every request that drew a fate. */
+export interface ChaosCounts {
+  requests: number
+  fail5xx: number
+  tooMany: number
+  /** Held, then dropped without being handled: nothing was written. */
+  hangBeforeCommit: number
+  /** Handled (a write committed), then the answer held past the client's timeout. */
+  hangAfterCommit: number
+  /** Handled (a write committed), then the connection dropped unanswered. */
+  dropAfterCommit: number
+}
+
 /** Scripted faults; each call adds to what is already armed, `reset()` disarms everything. */
 export interface FaultControl {
   /** The next `count` writes (POST/PUT) answer `status` with these headers and change nothing. */
@@ -32,6 +70,10 @@ export interface FaultControl {
   commitThenDrop(count: number): void
   /** Every request waits this long before it is handled. */
   delayMs(ms: number): void
+  /** Random faults from now on (scripted faults still go first); replaces earlier chaos and zeroes its counts. */
+  chaos(options: ChaosOptions): void
+  /** What chaos has injected since it was armed. */
+  injected(): ChaosCounts
   reset(): void
 }
 
@@ -98,6 +140,22 @@ function isWrite(method: string): boolean {
   return method === 'POST' || method === 'PUT'
 }
 
+/** mulberry32: small, fast and good enough to scatter faults; the same seed gives the same sequence. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const noChaos = (): ChaosCounts => ({ requests: 0, fail5xx: 0, tooMany: 0, hangBeforeCommit: 0, hangAfterCommit: 0, dropAfterCommit: 0 })
+
+type AfterCommitFate = 'hang' | 'drop'
+
 /**
  * Starts the demo ERP.
  *
@@ -119,6 +177,10 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
   let delay = 0
   let failures: ArmedFailure[] = []
   let drops = 0
+  let chaos: { options: Required<ChaosOptions>; random: () => number } | undefined
+  let chaosCounts = noChaos()
+  // Requests whose answer chaos holds or drops after they were handled.
+  const afterCommit = new WeakMap<FastifyRequest, AfterCommitFate>()
 
   function index(order: SimulatedSalesOrder): void {
     let ids = idsByReference.get(order.reference)
@@ -158,10 +220,54 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
   // After authentication and body parsing, like a failure in the ERP's application layer.
   app.addHook('preHandler', (request, reply, done) => {
     const failure = isWrite(request.method) ? failures[0] : undefined
-    if (!failure) return done()
+    if (!failure) return chaosBeforeHandling(request, reply, done)
     failure.remaining -= 1
     if (failure.remaining <= 0) failures.shift()
     void reply.code(failure.status).headers(failure.headers).send(errorBody('injected_fault', `injected HTTP ${failure.status}`))
+  })
+
+  function chaosBeforeHandling(request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+    if (!chaos || request.url === '/health' || request.url.startsWith('/health?')) return done()
+    const { options, random } = chaos
+    // Two draws for every request, whatever its fate, so the sequence of fates depends on the seed only.
+    const draw = random()
+    const detail = random()
+    chaosCounts.requests += 1
+    let bound = options.fail5xx
+    if (draw < bound) {
+      chaosCounts.fail5xx += 1
+      const status = [500, 502, 503, 504][Math.floor(detail * 4)]!
+      void reply.code(status).send(errorBody('injected_fault', `injected HTTP ${status}`))
+      return
+    }
+    bound += options.tooMany
+    if (draw < bound) {
+      chaosCounts.tooMany += 1
+      void reply.code(429).header('retry-after', String(options.retryAfterSeconds)).send(errorBody('injected_fault', 'injected HTTP 429'))
+      return
+    }
+    bound += options.timeout
+    if (draw >= bound) return done()
+    if (detail < options.afterCommitShare) {
+      const fate: AfterCommitFate = detail < options.afterCommitShare * options.dropShare ? 'drop' : 'hang'
+      chaosCounts[fate === 'drop' ? 'dropAfterCommit' : 'hangAfterCommit'] += 1
+      afterCommit.set(request, fate)
+      return done()
+    }
+    chaosCounts.hangBeforeCommit += 1
+    reply.hijack()
+    setTimeout(() => request.raw.socket.destroy(), options.hangMs)
+  }
+
+  // The request was handled (a write committed); chaos loses its answer.
+  app.addHook('onSend', (request, _reply, payload, done) => {
+    const fate = afterCommit.get(request)
+    if (fate === undefined) return done(null, payload)
+    if (fate === 'drop') {
+      request.raw.socket.destroy()
+      return done(null, payload)
+    }
+    setTimeout(() => done(null, payload), chaos?.options.hangMs ?? 0)
   })
 
   app.setNotFoundHandler((request, reply) => {
@@ -259,10 +365,33 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
       delayMs(ms) {
         delay = Math.max(0, ms)
       },
+      chaos(options) {
+        const share = (name: string, value: number | undefined, fallback = 0) => {
+          const v = value ?? fallback
+          if (!(v >= 0 && v <= 1)) throw new RangeError(`chaos ${name} must be a share between 0 and 1, got ${v}`)
+          return v
+        }
+        const resolved: Required<ChaosOptions> = {
+          fail5xx: share('fail5xx', options.fail5xx),
+          tooMany: share('tooMany', options.tooMany),
+          timeout: share('timeout', options.timeout),
+          afterCommitShare: share('afterCommitShare', options.afterCommitShare, 0.5),
+          dropShare: share('dropShare', options.dropShare),
+          retryAfterSeconds: options.retryAfterSeconds ?? 1,
+          hangMs: options.hangMs ?? 1500,
+          seed: options.seed,
+        }
+        if (resolved.fail5xx + resolved.tooMany + resolved.timeout > 1) throw new RangeError('chaos shares add up to more than 1')
+        chaos = { options: resolved, random: seededRandom(options.seed) }
+        chaosCounts = noChaos()
+      },
+      injected: () => ({ ...chaosCounts }),
       reset() {
         failures = []
         drops = 0
         delay = 0
+        chaos = undefined
+        chaosCounts = noChaos()
       },
     },
     close: () => app.close(),

@@ -81,10 +81,11 @@ async function runStep(deps: SyncDeps, { job, runId, lastTry }: Attempt): Promis
 
   const operation = order.state === 'cancelled' ? 'cancel' : 'upsert'
   const idempotencyKey = `${order.id}-${job.connectionId}-salesOrders.${operation}-v${order.sourceVersion}`
-  // An earlier attempt that never recorded an answer, or lost it, may have written: look first.
+  // An earlier attempt that never recorded an answer, or lost it, may have written: look first. So
+  // may one that succeeded but whose link was never settled (killed between the two): its id is not on the link.
   const [uncertain] = await deps.db.query<{ n: number }>(
     `select count(*)::int as n from sync_attempts where order_id = $1 and connection_id = $2 and operation = $3
-     and (outcome = 'started' or failure_kind = 'unknown_outcome')`,
+     and (outcome <> 'failed' or failure_kind = 'unknown_outcome')`,
     key,
   )
   const ctx: OperationContext = {
