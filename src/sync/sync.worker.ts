@@ -72,7 +72,8 @@ export function startSyncWorker(deps: SyncDeps, options: SyncWorkerOptions): Syn
       }
       const lastTry = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
       try {
-        const outcome = await upsertSalesOrder(deps, { job: data, runId: `${job.id}-${job.attemptsMade}-${token ?? ''}`, lastTry })
+        // The job id owns the lease, so the same job recovered after its worker died takes it back at once.
+        const outcome = await upsertSalesOrder(deps, { job: data, runId: jobId, lastTry })
         await breaker.record(jobId, evidenceOf(outcome))
         return outcome
       } catch (err) {
@@ -84,9 +85,11 @@ export function startSyncWorker(deps: SyncDeps, options: SyncWorkerOptions): Syn
         )
         if (!isSyncFailure(err)) throw err
         const waits = data.waits ?? 0
-        const waitMs = err.kind === 'conflict' ? conflictDelayMs + Math.floor(Math.random() * conflictDelayMs) : err.retryable ? err.details.retryAfterMs : undefined
-        if (waitMs !== undefined && token && waits < maxWaits) {
-          await job.updateData({ ...data, waits: waits + 1 })
+        // A conflict waits for the other step's lease, which is bounded itself: it uses no attempt and no wait.
+        const conflict = err.kind === 'conflict'
+        const waitMs = conflict ? Math.min(err.details.retryAfterMs ?? 0, 120_000) + Math.floor(Math.random() * conflictDelayMs) : err.retryable ? err.details.retryAfterMs : undefined
+        if (waitMs !== undefined && token && (conflict || waits < maxWaits)) {
+          if (!conflict) await job.updateData({ ...data, waits: waits + 1 })
           await job.moveToDelayed(Date.now() + waitMs, token)
           throw new DelayedError()
         }
