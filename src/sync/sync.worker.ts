@@ -85,9 +85,10 @@ export function startSyncWorker(deps: SyncDeps, options: SyncWorkerOptions): Syn
         )
         if (!isSyncFailure(err)) throw err
         const waits = data.waits ?? 0
-        // A conflict waits for the other step's lease, which is bounded itself: it uses no attempt and no wait.
+        // A conflict polls for the other step's lease, which bounds it (a dead holder's lease runs
+        // out): it uses neither an attempt nor one of the bounded waits.
         const conflict = err.kind === 'conflict'
-        const waitMs = conflict ? Math.min(err.details.retryAfterMs ?? 0, 120_000) + Math.floor(Math.random() * conflictDelayMs) : err.retryable ? err.details.retryAfterMs : undefined
+        const waitMs = conflict ? conflictDelayMs + Math.floor(Math.random() * conflictDelayMs) : err.retryable ? err.details.retryAfterMs : undefined
         if (waitMs !== undefined && token && (conflict || waits < maxWaits)) {
           if (!conflict) await job.updateData({ ...data, waits: waits + 1 })
           await job.moveToDelayed(Date.now() + waitMs, token)

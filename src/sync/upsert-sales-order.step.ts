@@ -61,15 +61,7 @@ async function runStep(deps: SyncDeps, { job, runId, lastTry }: Attempt): Promis
      returning external_id, last_synced_version, status, override_document, override_version`,
     [...key, runId, leaseMs / 1000],
   )
-  if (!row) {
-    // Wait as long as the other step's lease has left, not a fixed delay: a worker that died holding
-    // it blocks this order (only this order) until the lease runs out.
-    const [held] = await deps.db.query<{ ms: number | null }>(
-      `select (extract(epoch from lease_until - now()) * 1000)::int8 as ms from links where order_id = $1 and connection_id = $2 and operation = $3`,
-      key,
-    )
-    throw new SyncFailure('conflict', 'another step for this order and target is running', { connectorId: job.connectionId, retryAfterMs: Math.max(200, held?.ms ?? 0) })
-  }
+  if (!row) throw new SyncFailure('conflict', 'another step for this order and target is running', { connectorId: job.connectionId })
   const leased: Leased = { externalId: row.external_id, lastSyncedVersion: row.last_synced_version ?? 0, status: row.status }
   const override = row.override_document
   const failWith = (failure: SyncFailure) => fail(deps, job, runId, failure, lastTry)
