@@ -11,7 +11,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
@@ -20,6 +19,7 @@ import { sampleOrder } from '../connectors/demo-crm/sender.ts'
 import { startErpSimulator, type ErpSimulator } from '../connectors/generic-rest/simulator.ts'
 import { signStandardWebhook } from '../src/connector-kit/index.ts'
 import { openDatabase } from '../src/db/database.ts'
+import { freePort } from '../src/shared/free-port.ts'
 import { coresBetween, cpuSnapshot } from './support/cpu.ts'
 
 const { values: args } = parseArgs({
@@ -44,16 +44,6 @@ const erpToken = randomBytes(12).toString('hex')
 const run = randomBytes(4).toString('hex')
 const schema = `bench_${run}`
 const prefix = `bench-${run}`
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-    server.on('error', reject)
-  })
-}
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0
 

@@ -141,7 +141,7 @@ function isWrite(method: string): boolean {
 }
 
 /** mulberry32: small, fast and good enough to scatter faults; the same seed gives the same sequence. */
-function seededRandom(seed: number): () => number {
+export function seededRandom(seed: number): () => number {
   let state = seed >>> 0
   return () => {
     state = (state + 0x6d2b79f5) >>> 0

@@ -5,9 +5,9 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import { Redis } from 'ioredis'
+import { freePort } from '../shared/free-port.ts'
 
 export const defaultRedisUrl = 'redis://127.0.0.1:6379'
 
@@ -24,16 +24,6 @@ async function answers(url: string): Promise<boolean> {
   } finally {
     probe.disconnect()
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-    server.on('error', reject)
-  })
 }
 
 export interface RedisHandle {

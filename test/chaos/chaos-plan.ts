@@ -5,20 +5,9 @@
  */
 import { sampleOrder } from '../../connectors/demo-crm/sender.ts'
 import type { DemoCrmOrder } from '../../connectors/demo-crm/index.ts'
+import { seededRandom } from '../../connectors/generic-rest/simulator.ts'
 
 export type EventType = 'order.created' | 'order.updated' | 'order.cancelled'
-
-/** mulberry32: the same seed gives the same sequence. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 export interface Delivery {
   type: EventType
