@@ -3,6 +3,7 @@
  * single-process mode, and a PostgreSQL server (node-postgres pool) in production. Callers see only
  * `Database`; nothing here knows about orders or queues.
  */
+import { createHash } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import pg from 'pg'
 import { PGlite } from '@electric-sql/pglite'
@@ -48,7 +49,7 @@ async function openPostgres(options: { url: string; schema?: string; poolSize?: 
   return {
     engine: 'postgres',
     async query(sql, params) {
-      const result = await pool.query(sql, params as unknown[])
+      const result = await pool.query(prepared(sql, params))
       return result.rows
     },
     async transaction(fn) {
@@ -57,7 +58,7 @@ async function openPostgres(options: { url: string; schema?: string; poolSize?: 
         await client.query('begin')
         const result = await fn({
           async query(sql, params) {
-            return (await client.query(sql, params as unknown[])).rows
+            return (await client.query(prepared(sql, params))).rows
           },
         })
         await client.query('commit')
@@ -74,6 +75,23 @@ async function openPostgres(options: { url: string; schema?: string; poolSize?: 
     },
     close: () => pool.end(),
   }
+}
+
+const statementNames = new Map<string, string>()
+
+/**
+ * Parameterised statements run as named prepared statements: each connection parses and plans a
+ * statement once instead of on every call, which is most of the server's work for our short queries.
+ * The name is a hash of the text, so the same text always maps to the same statement.
+ */
+function prepared(text: string, values: readonly unknown[] | undefined): pg.QueryConfig {
+  if (!values) return { text }
+  let name = statementNames.get(text)
+  if (!name) {
+    name = `ob_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`
+    if (statementNames.size < 10_000) statementNames.set(text, name)
+  }
+  return { name, text, values: values as unknown[] }
 }
 
 async function openPglite(options: { dataDir?: string }): Promise<Database> {

@@ -2,7 +2,7 @@ import { Worker, type Job } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Logger } from '../connector-kit/index.ts'
 import { ingestJobSchema, ingestQueueName, syncJobId, type IngestJob, type QueueSet, type SyncJob } from '../queue/queues.ts'
-import { normalizeInboxEvent, type NormalizeDeps } from './normalize.job.ts'
+import { normalizeInboxEvents, type NormalizeDeps } from './normalize.job.ts'
 
 /**
  * Runs normalize for each inbox event of a job, one after the other (jobs run in parallel), then
@@ -15,8 +15,9 @@ export function startNormalizeWorker(deps: NormalizeDeps & { queues: QueueSet; l
       const { inboxIds, correlationId } = ingestJobSchema.parse(job.data)
       const results: Record<string, number> = {}
       const steps = new Map<string, SyncJob[]>()
-      for (const inboxId of inboxIds) {
-        const outcome = await normalizeInboxEvent(deps, inboxId)
+      const outcomes = await normalizeInboxEvents(deps, inboxIds)
+      for (const [i, outcome] of outcomes.entries()) {
+        const inboxId = inboxIds[i]
         results[outcome.result] = (results[outcome.result] ?? 0) + 1
         if (outcome.result === 'applied') {
           for (const step of outcome.syncJobs) steps.set(step.connectionId, [...(steps.get(step.connectionId) ?? []), { ...step, correlationId }])

@@ -2,6 +2,7 @@
  * Orders, their timeline and their links to other systems, as stored in the database.
  */
 import type { Queryable } from '../db/database.ts'
+import { appendChanges, changeParams, changeRows, type ChangeInput } from '../status/change-feed.ts'
 import type { CanonicalOrder } from './order.schemas.ts'
 import type { OrderState } from './order-state.ts'
 
@@ -41,7 +42,7 @@ export interface TimelineEntry {
 
 const orderColumns = 'id, source_connection, external_id, state, source_version, revision, document, currency, total::text as total, created_at, updated_at'
 
-function toOrder(r: Record<string, unknown>): OrderRow {
+export function orderFromRow(r: Record<string, unknown>): OrderRow {
   return {
     id: r.id as string,
     sourceConnection: r.source_connection as string,
@@ -70,20 +71,25 @@ function toLink(r: Record<string, unknown>): LinkRow {
   }
 }
 
+/** The query for one order by id (`idParam`), for statements that read it with other rows; see `orderFromRow`. */
+export function selectOrder(idParam: string): string {
+  return `select ${orderColumns} from orders where id = ${idParam}`
+}
+
 export async function findOrder(db: Queryable, id: string): Promise<OrderRow | undefined> {
   const [row] = await db.query(`select ${orderColumns} from orders where id = $1`, [id])
-  return row && toOrder(row)
+  return row && orderFromRow(row)
 }
 
 /** Locks the order's row for the rest of the transaction, so its steps never interleave. */
 export async function lockOrderBySource(tx: Queryable, connectionId: string, externalId: string): Promise<OrderRow | undefined> {
   const [row] = await tx.query(`select ${orderColumns} from orders where source_connection = $1 and external_id = $2 for update`, [connectionId, externalId])
-  return row && toOrder(row)
+  return row && orderFromRow(row)
 }
 
 export async function lockOrder(tx: Queryable, id: string): Promise<OrderRow | undefined> {
   const [row] = await tx.query(`select ${orderColumns} from orders where id = $1 for update`, [id])
-  return row && toOrder(row)
+  return row && orderFromRow(row)
 }
 
 export interface OrderFilter {
@@ -108,7 +114,7 @@ export async function listOrders(db: Queryable, f: OrderFilter): Promise<OrderRo
      order by created_at desc, id desc limit $5`,
     [f.connectionId ?? null, f.externalId ?? null, f.state ?? null, f.after ?? null, f.limit, f.visibleTo ?? null],
   )
-  return rows.map(toOrder)
+  return rows.map(orderFromRow)
 }
 
 export async function linksOf(db: Queryable, orderIds: readonly string[]): Promise<LinkRow[]> {
@@ -135,16 +141,34 @@ export async function timelineOf(db: Queryable, orderId: string): Promise<Timeli
   }))
 }
 
-export async function recordOrderEvent(
-  tx: Queryable,
-  e: { orderId: string; kind: string; from?: OrderState; to?: OrderState; cause: string; detail?: Record<string, unknown> },
-): Promise<void> {
-  await tx.query('insert into order_events (order_id, kind, from_state, to_state, cause, detail) values ($1, $2, $3, $4, $5, $6)', [
-    e.orderId,
-    e.kind,
-    e.from ?? null,
-    e.to ?? null,
-    e.cause,
-    e.detail ? JSON.stringify(e.detail) : null,
-  ])
+export interface OrderEventInput {
+  orderId: string
+  kind: string
+  from?: OrderState
+  to?: OrderState
+  cause: string
+  detail?: Record<string, unknown>
+}
+
+/**
+ * Writes timeline entries and change-feed entries in one statement: a step collects what happened
+ * and records it once, at the end of its transaction.
+ */
+export async function recordHistory(tx: Queryable, events: readonly OrderEventInput[], changes: readonly ChangeInput[]): Promise<void> {
+  if (!events.length) return appendChanges(tx, changes)
+  await tx.query(
+    `with timeline as (
+       insert into order_events (order_id, kind, from_state, to_state, cause, detail)
+       select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[]))
+     insert into changes (type, order_id, connection_id, data) ${changeRows(7)}`,
+    [
+      events.map((e) => e.orderId),
+      events.map((e) => e.kind),
+      events.map((e) => e.from ?? null),
+      events.map((e) => e.to ?? null),
+      events.map((e) => e.cause),
+      events.map((e) => (e.detail ? JSON.stringify(e.detail) : null)),
+      ...changeParams(changes),
+    ],
+  )
 }

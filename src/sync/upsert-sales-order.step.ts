@@ -6,17 +6,21 @@
  */
 import type { Connection, ConnectionRegistry } from '../connections/connection-registry.ts'
 import { isSyncFailure, SyncFailure, type Logger, type OperationContext, type RemoteRecord } from '../connector-kit/index.ts'
-import type { Database } from '../db/database.ts'
+import type { Database, Queryable } from '../db/database.ts'
 import { applyMapping, type MappingCatalog } from '../mapping/mapping-catalog.ts'
 import { describeMappingError } from '../mapping/compile-mapping.ts'
-import { findOrder, lockOrder, recordOrderEvent, type OrderRow } from '../orders/order.repository.ts'
-import { canTransition } from '../orders/order-state.ts'
+import { lockOrder, orderFromRow, recordHistory, selectOrder, type OrderEventInput, type OrderRow } from '../orders/order.repository.ts'
+import { canTransition, type OrderState } from '../orders/order-state.ts'
 import type { SyncJob } from '../queue/queues.ts'
 import { issuesOf } from '../shared/field-issues.ts'
-import { appendChanges, type ChangeInput } from '../status/change-feed.ts'
+import { changeParams, changeRows, type ChangeInput } from '../status/change-feed.ts'
 
 export const upsertSalesOrderStepId = 'upsert-sales-order'
-const leaseMs = 120_000
+/**
+ * A step holds its lease while it runs and renews it every `leaseMs / 3`, so a step that takes
+ * long keeps it, and a worker that died frees its orders after `leaseMs` at most.
+ */
+const leaseMs = 30_000
 
 export interface SyncDeps {
   db: Database
@@ -43,30 +47,48 @@ interface Leased {
 
 /** Throws SyncFailure when the step failed; the caller decides about retrying. */
 export async function upsertSalesOrder(deps: SyncDeps, attempt: Attempt): Promise<StepOutcome> {
+  const renewal = setInterval(() => void renewLease(deps, attempt.job, attempt.runId).catch(() => {}), leaseMs / 3)
   try {
     return await runStep(deps, attempt)
   } catch (err) {
     // A SyncFailure has settled the link already; anything else (a database error, a bug) must not
-    // leave the lease to block every retry for two minutes.
+    // leave the lease to block every retry until it runs out.
     if (!isSyncFailure(err)) await release(deps, attempt.job, attempt.runId).catch(() => {})
     throw err
+  } finally {
+    clearInterval(renewal)
   }
+}
+
+async function renewLease(deps: SyncDeps, job: SyncJob, runId: string): Promise<void> {
+  await deps.db.query(
+    'update links set lease_until = now() + make_interval(secs => $5) where order_id = $1 and connection_id = $2 and operation = $3 and lease_owner = $4',
+    [job.orderId, job.connectionId, job.operation, runId, leaseMs / 1000],
+  )
 }
 
 async function runStep(deps: SyncDeps, { job, runId, lastTry }: Attempt): Promise<StepOutcome> {
   const key = [job.orderId, job.connectionId, job.operation]
-  const [row] = await deps.db.query<{ external_id: string | null; last_synced_version: number | null; status: string; override_document: Record<string, unknown> | null; override_version: number | null }>(
-    `update links set lease_owner = $4, lease_until = now() + make_interval(secs => $5)
-     where order_id = $1 and connection_id = $2 and operation = $3 and (lease_until is null or lease_until < now() or lease_owner = $4)
-     returning external_id, last_synced_version, status, override_document, override_version`,
+  // One round trip: take the lease, read the order, and count earlier attempts that may have written.
+  const [row] = await deps.db.query<
+    Record<string, unknown> & { link_external_id: string | null; last_synced_version: number | null; link_status: string; override_document: Record<string, unknown> | null; override_version: number | null; uncertain: number }
+  >(
+    `with leased as (
+       update links set lease_owner = $4, lease_until = now() + make_interval(secs => $5)
+       where order_id = $1 and connection_id = $2 and operation = $3 and (lease_until is null or lease_until < now() or lease_owner = $4)
+       returning external_id as link_external_id, last_synced_version, status as link_status, override_document, override_version)
+     select leased.*, o.*,
+       (select count(*)::int from sync_attempts where order_id = $1 and connection_id = $2 and operation = $3
+        and (outcome <> 'failed' or failure_kind = 'unknown_outcome')) as uncertain
+     from leased left join lateral (${selectOrder('$1')}) o on true`,
     [...key, runId, leaseMs / 1000],
   )
   if (!row) throw new SyncFailure('conflict', 'another step for this order and target is running', { connectorId: job.connectionId })
-  const leased: Leased = { externalId: row.external_id, lastSyncedVersion: row.last_synced_version ?? 0, status: row.status }
+  const leased: Leased = { externalId: row.link_external_id, lastSyncedVersion: row.last_synced_version ?? 0, status: row.link_status }
   const override = row.override_document
   const failWith = (failure: SyncFailure) => fail(deps, job, runId, failure, lastTry)
 
-  const order = await findOrder(deps.db, job.orderId)
+  const order = row.id ? orderFromRow(row) : undefined
   const connection = deps.connections.get(job.connectionId)
   if (!order) throw await failWith(new SyncFailure('not_found', `order ${job.orderId} does not exist`))
   if (!connection?.connector.salesOrders) throw await failWith(new SyncFailure('config', `connection ${job.connectionId} cannot create sales orders`))
@@ -81,13 +103,6 @@ async function runStep(deps: SyncDeps, { job, runId, lastTry }: Attempt): Promis
 
   const operation = order.state === 'cancelled' ? 'cancel' : 'upsert'
   const idempotencyKey = `${order.id}-${job.connectionId}-salesOrders.${operation}-v${order.sourceVersion}`
-  // An earlier attempt that never recorded an answer, or lost it, may have written: look first. So
-  // may one that succeeded but whose link was never settled (killed between the two): its id is not on the link.
-  const [uncertain] = await deps.db.query<{ n: number }>(
-    `select count(*)::int as n from sync_attempts where order_id = $1 and connection_id = $2 and operation = $3
-     and (outcome <> 'failed' or failure_kind = 'unknown_outcome')`,
-    key,
-  )
   const ctx: OperationContext = {
     connectionId: connection.id,
     settings: connection.settings,
@@ -95,7 +110,7 @@ async function runStep(deps: SyncDeps, { job, runId, lastTry }: Attempt): Promis
     log: deps.log,
     idempotencyKey,
     reference: order.id,
-    mayHaveWritten: (uncertain?.n ?? 0) > 0,
+    mayHaveWritten: row.uncertain > 0,
   }
 
   if (operation === 'cancel') return cancelSalesOrder(deps, { job, runId, lastTry }, connection, ctx, order, leased)
@@ -116,19 +131,21 @@ async function runStep(deps: SyncDeps, { job, runId, lastTry }: Attempt): Promis
     throw await failWith(new SyncFailure('data', `mapping ${mappingId} v${mapping.version} output: ${message}`))
   }
   const existing = leased.externalId ? { externalId: leased.externalId } : undefined
-  const externalId = (await callRemote(deps, { job, runId, lastTry }, connection, ctx, order, () => capability.upsert.run(ctx, input.data, existing))).externalId
+  const call = await callRemote(deps, { job, runId, lastTry }, connection, ctx, order, () => capability.upsert.run(ctx, input.data, existing))
+  const externalId = call.value.externalId
 
   await deps.db.transaction(async (tx) => {
     // The order's row first, then the link's, as normalize takes them: the other order deadlocks.
     const locked = await lockOrder(tx, order.id)
-    await settleLink(tx, job, order.sourceVersion, externalId, 'synced')
+    const created = locked?.state === 'approved' && canTransition('approved', 'pending_shipment')
+    await settle(tx, job, order.sourceVersion, [call], { externalId, done: 'synced', newState: created ? 'pending_shipment' : null })
     const changes: ChangeInput[] = [{ type: 'sync.succeeded', orderId: order.id, connectionId: job.connectionId, data: { operation: job.operation, externalId, sourceVersion: order.sourceVersion } }]
-    if (locked && locked.state === 'approved' && canTransition('approved', 'pending_shipment')) {
-      await recordOrderEvent(tx, { orderId: order.id, kind: 'transition', from: 'approved', to: 'pending_shipment', cause: `${job.connectionId} created sales order ${externalId}` })
-      await tx.query(`update orders set state = 'pending_shipment', revision = revision + 1, updated_at = now() where id = $1`, [order.id])
+    const events: OrderEventInput[] = []
+    if (created) {
+      events.push({ orderId: order.id, kind: 'transition', from: 'approved', to: 'pending_shipment', cause: `${job.connectionId} created sales order ${externalId}` })
       changes.push({ type: 'order.state_changed', orderId: order.id, connectionId: job.connectionId, data: { from: 'approved', to: 'pending_shipment' } })
     }
-    await appendChanges(tx, changes)
+    await recordHistory(tx, events, changes)
   })
   // A newer version may have arrived while this one was being written; its own job syncs it.
   return { result: 'synced', externalId }
@@ -138,27 +155,43 @@ async function runStep(deps: SyncDeps, { job, runId, lastTry }: Attempt): Promis
 async function cancelSalesOrder(deps: SyncDeps, attempt: Attempt, connection: Connection, ctx: OperationContext, order: OrderRow, leased: Leased): Promise<StepOutcome> {
   const { job } = attempt
   const capability = connection.connector.salesOrders!
+  const calls: Called<unknown>[] = []
   let existing: RemoteRecord | undefined = leased.externalId ? { externalId: leased.externalId } : undefined
-  if (!existing && ctx.mayHaveWritten) existing = await callRemote(deps, attempt, connection, ctx, order, () => capability.findByReference(ctx, order.id))
+  if (!existing && ctx.mayHaveWritten) {
+    const found = await callRemote(deps, attempt, connection, ctx, order, () => capability.findByReference(ctx, order.id))
+    calls.push(found)
+    existing = found.value
+  }
   if (existing && !capability.cancel) {
     throw await fail(deps, job, attempt.runId, new SyncFailure('config', `connector ${connection.connector.manifest.id} cannot cancel sales orders; cancel ${existing.externalId} by hand`), attempt.lastTry)
   }
-  if (existing) await callRemote(deps, attempt, connection, ctx, order, () => capability.cancel!(ctx, existing))
+  const toCancel = existing
+  if (toCancel) calls.push(await callRemote(deps, attempt, connection, ctx, order, () => capability.cancel!(ctx, toCancel)))
   await deps.db.transaction(async (tx) => {
     await lockOrder(tx, order.id) // before the link, as above
-    await settleLink(tx, job, order.sourceVersion, existing?.externalId ?? null, 'cancelled')
-    await recordOrderEvent(tx, {
-      orderId: order.id,
-      kind: 'external_call',
-      cause: existing ? `${job.connectionId} cancelled sales order ${existing.externalId}` : `${job.connectionId} had no sales order to cancel`,
-    })
-    await appendChanges(tx, [{ type: 'sync.succeeded', orderId: order.id, connectionId: job.connectionId, data: { operation: 'salesOrders.cancel', externalId: existing?.externalId ?? null, sourceVersion: order.sourceVersion } }])
+    await settle(tx, job, order.sourceVersion, calls, { externalId: existing?.externalId ?? null, done: 'cancelled', newState: null })
+    await recordHistory(
+      tx,
+      [{ orderId: order.id, kind: 'external_call', cause: existing ? `${job.connectionId} cancelled sales order ${existing.externalId}` : `${job.connectionId} had no sales order to cancel` }],
+      [{ type: 'sync.succeeded', orderId: order.id, connectionId: job.connectionId, data: { operation: 'salesOrders.cancel', externalId: existing?.externalId ?? null, sourceVersion: order.sourceVersion } }],
+    )
   })
   return { result: 'cancelled', ...(existing ? { externalId: existing.externalId } : {}) }
 }
 
-/** One remote call, recorded as a sync attempt; a failure is classified by the connector and recorded on the link. */
-async function callRemote<T>(deps: SyncDeps, attempt: Attempt, connection: Connection, ctx: OperationContext, order: OrderRow, call: () => Promise<T>): Promise<T> {
+/** A remote call that answered: its attempt row is marked succeeded when the step settles. */
+interface Called<T> {
+  value: T
+  attemptId: number
+  durationMs: number
+}
+
+/**
+ * One remote call, recorded as a sync attempt before it is made (a crash during the call leaves an
+ * attempt with no answer: the outcome is unknown). A failure is classified by the connector and
+ * recorded on the link.
+ */
+async function callRemote<T>(deps: SyncDeps, attempt: Attempt, connection: Connection, ctx: OperationContext, order: OrderRow, call: () => Promise<T>): Promise<Called<T>> {
   const { job } = attempt
   const [row] = await deps.db.query<{ id: number }>(
     'insert into sync_attempts (order_id, connection_id, operation, source_version, idempotency_key) values ($1, $2, $3, $4, $5) returning id',
@@ -166,10 +199,7 @@ async function callRemote<T>(deps: SyncDeps, attempt: Attempt, connection: Conne
   )
   const started = Date.now()
   try {
-    const result = await call()
-    const externalId = result && typeof result === 'object' && 'externalId' in result ? String(result.externalId) : null
-    await deps.db.query(`update sync_attempts set outcome = 'succeeded', finished_at = now(), duration_ms = $2, external_id = $3 where id = $1`, [row!.id, Date.now() - started, externalId])
-    return result
+    return { value: await call(), attemptId: row!.id, durationMs: Date.now() - started }
   } catch (err) {
     const failure = connection.connector.classify(err, ctx)
     deps.log.warn({ orderId: order.id, connectorId: connection.id, step: upsertSalesOrderStepId, kind: failure.kind, err }, 'sync step failed')
@@ -183,14 +213,30 @@ async function callRemote<T>(deps: SyncDeps, attempt: Attempt, connection: Conne
   }
 }
 
-async function settleLink(tx: { query: Database['query'] }, job: SyncJob, sourceVersion: number, externalId: string | null, done: 'synced' | 'cancelled'): Promise<void> {
+/**
+ * Settles the step in one statement: the calls' attempts succeeded, the link records the target's id
+ * and the synced version (and goes back to pending when a newer version arrived meanwhile), and the
+ * order moves to `newState` when given. The caller holds the order's row lock.
+ */
+async function settle(
+  tx: Queryable,
+  job: SyncJob,
+  sourceVersion: number,
+  calls: readonly Called<unknown>[],
+  outcome: { externalId: string | null; done: 'synced' | 'cancelled'; newState: OrderState | null },
+): Promise<void> {
   await tx.query(
-    `update links set external_id = coalesce($4, external_id),
+    `with answered as (
+       update sync_attempts a set outcome = 'succeeded', finished_at = now(), duration_ms = s.duration_ms, external_id = $4
+       from unnest($7::bigint[], $8::int[]) as s(id, duration_ms) where a.id = s.id),
+     moved as (
+       update orders set state = $9, revision = revision + 1, updated_at = now() where id = $1 and $9::text is not null)
+     update links set external_id = coalesce($4, external_id),
        status = case when (select source_version from orders where id = $1) <= $5 then $6 else 'pending' end,
        last_synced_version = greatest(coalesce(last_synced_version, 0), $5), last_error = null, lease_owner = null, lease_until = null, updated_at = now(),
        override_document = null, override_version = null
      where order_id = $1 and connection_id = $2 and operation = $3`,
-    [job.orderId, job.connectionId, job.operation, externalId, sourceVersion, done],
+    [job.orderId, job.connectionId, job.operation, outcome.externalId, sourceVersion, outcome.done, calls.map((c) => c.attemptId), calls.map((c) => c.durationMs), outcome.newState],
   )
 }
 
@@ -211,13 +257,20 @@ async function release(deps: SyncDeps, job: SyncJob, runId: string): Promise<voi
 async function fail(deps: SyncDeps, job: SyncJob, runId: string, failure: SyncFailure, lastTry: boolean): Promise<SyncFailure> {
   const waits = failure.kind === 'conflict' || failure.details.retryAfterMs !== undefined
   const status = !failure.retryable ? 'needs_attention' : lastTry && !waits ? 'dead' : 'retrying'
-  await deps.db.transaction(async (tx) => {
-    await tx.query(
-      `update links set status = $4, last_error = $5, lease_owner = null, lease_until = null, updated_at = now()
-       where order_id = $1 and connection_id = $2 and operation = $3 and lease_owner = $6`,
-      [job.orderId, job.connectionId, job.operation, status, JSON.stringify(failure.toJSON()), runId],
-    )
-    await appendChanges(tx, [{ type: 'sync.failed', orderId: job.orderId, connectionId: job.connectionId, data: { operation: job.operation, status, ...failure.toJSON() } }])
-  })
+  await deps.db.query(
+    `with failed as (
+       update links set status = $4, last_error = $5, lease_owner = null, lease_until = null, updated_at = now()
+       where order_id = $1 and connection_id = $2 and operation = $3 and lease_owner = $6)
+     insert into changes (type, order_id, connection_id, data) ${changeRows(7)}`,
+    [
+      job.orderId,
+      job.connectionId,
+      job.operation,
+      status,
+      JSON.stringify(failure.toJSON()),
+      runId,
+      ...changeParams([{ type: 'sync.failed', orderId: job.orderId, connectionId: job.connectionId, data: { operation: job.operation, status, ...failure.toJSON() } }]),
+    ],
+  )
   return failure
 }

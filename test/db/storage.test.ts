@@ -3,6 +3,7 @@
  * the gap-free change feed, version-ordered order updates, and the sweeper's recovery of work
  * that was committed but never queued.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sampleOrder } from '../../connectors/demo-crm/sender.ts'
 import { connectors } from '../../connectors/index.ts'
@@ -14,7 +15,7 @@ import { createFileCatalog, loadMappingSpecs } from '../../src/mapping/mapping-c
 import { normalizeInboxEvent } from '../../src/orders/normalize.job.ts'
 import { createQueueSet, ingestJobId, syncJobId, type QueueSet } from '../../src/queue/queues.ts'
 import { sweep } from '../../src/queue/sweeper.ts'
-import { appendChanges, readChanges } from '../../src/status/change-feed.ts'
+import { appendChanges, headOfFeed, readChanges, type Change } from '../../src/status/change-feed.ts'
 import { engines, openTestDatabase, uniqueName, type TestDatabase } from '../support/test-database.ts'
 import { deleteQueueKeys, redisUrl } from '../support/test-redis.ts'
 import { testCredentials } from '../support/test-orderbridge.ts'
@@ -62,18 +63,46 @@ describe.each(engines)('storage on %s', (engine) => {
     expect(count!.n).toBe(40)
   })
 
-  it('keeps the change feed gap-free and ordered under concurrent writers', async () => {
-    const [before] = await t.db.query<{ seq: number | null }>('select max(seq) as seq from changes')
+  it('keeps the change feed gap-free while writers commit out of order and a poller reads between them', async () => {
+    const start = await headOfFeed(t.db)
+    const seen: Change[] = []
+    let cursor = start
+    const poll = async () => {
+      const page = await readChanges(t.db, cursor, 7)
+      seen.push(...page)
+      cursor = page.at(-1)?.seq ?? cursor
+    }
+    let writing = true
+    const poller = (async () => {
+      while (writing) {
+        await poll()
+        await sleep(2)
+      }
+    })()
+    // Each writer holds its transaction open for a while after appending, so transactions that took
+    // later sequence numbers often commit first: the case a plain `seq > cursor` poll would skip.
+    // Six lanes of writers leave pool connections free for the poller.
     await Promise.all(
-      Array.from({ length: 20 }, (_, i) =>
-        t.db.transaction(async (tx) => {
-          await appendChanges(tx, [{ type: 'test.change', data: { i } }, { type: 'test.change', data: { i, second: true } }])
-        }),
-      ),
+      Array.from({ length: 6 }, async (_, lane) => {
+        for (let i = lane; i < 30; i += 6) {
+          await t.db.transaction(async (tx) => {
+            await appendChanges(tx, [{ type: 'test.change', data: { i } }, { type: 'test.change', data: { i, second: true } }])
+            await sleep((i * 7) % 20)
+          })
+        }
+      }),
     )
-    const changes = await readChanges(t.db, before!.seq ?? 0, 1000)
-    expect(changes).toHaveLength(40)
-    changes.forEach((c, i) => expect(c.seq).toBe((before!.seq ?? 0) + 1 + i))
+    writing = false
+    await poller
+    for (let page = 0; page < 10; page++) await poll()
+
+    expect(seen).toHaveLength(60)
+    expect(new Set(seen.map((c) => c.seq)).size).toBe(60)
+    // A transaction's changes stay together and in the order it wrote them.
+    for (let k = 0; k < 60; k += 2) {
+      expect(seen[k + 1]!.data).toEqual({ ...seen[k]!.data, second: true })
+    }
+    expect(await headOfFeed(t.db)).toBe(seen.at(-1)!.seq)
   })
 
   it('computes totals exactly and stores them as decimals', async () => {
