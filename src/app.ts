@@ -1,6 +1,7 @@
 /**
  * Builds the HTTP application from its dependencies; never listens. /webhooks, /api/v1 and /admin
- * are separate encapsulated plugins, each with its own body parsing and authentication.
+ * are separate encapsulated plugins, each with its own body parsing. Who may call each route is
+ * decided in one table (src/auth/route-policy.ts): a route missing from it stops the app at start.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { createBullBoard } from '@bull-board/api'
@@ -8,9 +9,12 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter'
 import { FastifyAdapter } from '@bull-board/fastify'
 import type { Logger } from 'pino'
 import { adminRoutes } from './admin/admin.routes.ts'
+import { approvalRoutes } from './approvals/approvals.routes.ts'
+import { approvalRuleRoutes } from './approvals/approval-rules.routes.ts'
 import { failureRoutes } from './failures/failures.routes.ts'
-import { roles, type Principal } from './auth/api-keys.ts'
-import { requireRoles } from './auth/auth.plugin.ts'
+import type { KeyResolver } from './auth/api-keys.ts'
+import { enforceRoutePolicy } from './auth/auth.plugin.ts'
+import { cachedKeyResolver, redisRevocationSignal } from './auth/revocation.ts'
 import type { ConnectionRegistry } from './connections/connection-registry.ts'
 import type { Database } from './db/database.ts'
 import type { InboxWriter } from './ingest/inbox-writer.ts'
@@ -19,8 +23,13 @@ import { lookupRoutes } from './mapping/lookup.routes.ts'
 import type { MappingCatalog } from './mapping/mapping-catalog.ts'
 import { mappingRoutes } from './mapping/mapping.routes.ts'
 import { metricsRoutes } from './observability/metrics.routes.ts'
+import type { Lifecycle } from './orders/lifecycle.ts'
+import { reconciliationRoutes } from './reconciliation/reconciliation.routes.ts'
+import type { ReconciliationSettings } from './reconciliation/reconciliation.schemas.ts'
 import type { QueueSet } from './queue/queues.ts'
+import { reportRoutes } from './reports/reports.routes.ts'
 import { errorBody } from './shared/http-errors.ts'
+import type { ListenSource } from './status/change-signal.ts'
 import { statusRoutes } from './status/status.routes.ts'
 
 export interface AppDeps {
@@ -29,7 +38,13 @@ export interface AppDeps {
   connections: ConnectionRegistry
   mappings: MappingCatalog
   inbox: InboxWriter
-  resolveKey: (key: string) => Promise<Principal | undefined>
+  /** Looks keys up uncached (createKeyResolver): the app caches in front of it and drops the cache on revocation. */
+  resolveKey: KeyResolver
+  lifecycle: Lifecycle
+  /** PostgreSQL: where change-feed long-polls hear of new changes (LISTEN); absent, they poll. */
+  listen?: ListenSource
+  /** The configuration's `reconciliation` section; defaults when absent. */
+  reconciliation?: ReconciliationSettings
   bodyLimit: number
   logger: Logger
 }
@@ -45,6 +60,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url.split('?')[0]}`)))
 
+  // Before any route: every route registered from here on gets the key check its policy asks for.
+  const revocations = redisRevocationSignal(deps.queues.redis, deps.queues.prefix)
+  const resolveKey = cachedKeyResolver(deps.resolveKey, revocations)
+  enforceRoutePolicy(app, resolveKey)
+  const keyRevoked = async () => {
+    resolveKey.clear()
+    await revocations.bump()
+  }
+
   app.get('/healthz', async () => ({ status: 'ok' }))
   app.get('/readyz', async (_req, reply) => {
     const [database, redis] = await Promise.all([
@@ -59,22 +83,22 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(
     async (api) => {
-      await api.register(async (reads) => {
-        reads.addHook('onRequest', requireRoles(deps.resolveKey, roles))
-        await reads.register(statusRoutes, { db: deps.db })
-      })
-      await api.register(adminRoutes, { db: deps.db, resolveKey: deps.resolveKey })
-      await api.register(mappingRoutes, { db: deps.db, catalog: deps.mappings, connections: deps.connections, queues: deps.queues, resolveKey: deps.resolveKey })
-      await api.register(lookupRoutes, { db: deps.db, catalog: deps.mappings, resolveKey: deps.resolveKey })
-      await api.register(failureRoutes, { db: deps.db, catalog: deps.mappings, connections: deps.connections, queues: deps.queues, resolveKey: deps.resolveKey })
+      await api.register(statusRoutes, { db: deps.db, connections: deps.connections, ...(deps.listen ? { listen: deps.listen } : {}) })
+      await api.register(reportRoutes, { db: deps.db })
+      await api.register(approvalRoutes, { db: deps.db, lifecycle: deps.lifecycle })
+      await api.register(reconciliationRoutes, { db: deps.db, queues: deps.queues, connections: deps.connections, ...(deps.reconciliation ? { settings: deps.reconciliation } : {}) })
+      await api.register(approvalRuleRoutes, { db: deps.db })
+      await api.register(adminRoutes, { db: deps.db, connections: deps.connections, keyRevoked })
+      await api.register(mappingRoutes, { db: deps.db, catalog: deps.mappings, connections: deps.connections, queues: deps.queues })
+      await api.register(lookupRoutes, { db: deps.db, catalog: deps.mappings })
+      await api.register(failureRoutes, { db: deps.db, catalog: deps.mappings, connections: deps.connections, queues: deps.queues })
     },
     { prefix: '/api/v1' },
   )
 
-  await app.register(metricsRoutes, { db: deps.db, queues: deps.queues, resolveKey: deps.resolveKey })
+  await app.register(metricsRoutes, { db: deps.db, queues: deps.queues })
 
   await app.register(async (admin) => {
-    admin.addHook('onRequest', requireRoles(deps.resolveKey, ['admin', 'ops'], 'orderbridge ops'))
     const board = new FastifyAdapter()
     createBullBoard({ queues: deps.queues.all().map((q) => new BullMQAdapter(q)), serverAdapter: board })
     board.setBasePath('/admin/queues')

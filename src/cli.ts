@@ -8,7 +8,10 @@ import { migrate } from './db/migrate.ts'
 import { RedisUnavailable } from './queue/redis-bootstrap.ts'
 import { openStorage, startOrderbridge, type Mode } from './server.ts'
 import { runDemoSend } from './cli/demo-send.ts'
+import { runTrytonDemo } from './cli/demo-tryton.ts'
+import { reconcileUsage, runReconcileCommand } from './cli/reconcile-command.ts'
 import { runMappingsCommand } from './cli/mappings-command.ts'
+import { runConnectorsCommand } from './cli/connectors-command.ts'
 import { loadOrCreateCredentials } from './demo/demo-credentials.ts'
 import { startDemoSimulators } from './demo/demo-environment.ts'
 
@@ -20,14 +23,19 @@ usage:
   orderbridge worker         the queue workers only
   orderbridge migrate        apply database migrations and exit
   orderbridge simulators     run the demo ERP and WMS simulators (ports 4103, 4102)
-  orderbridge demo send [--orders N] [--url URL] [--concurrency N] [--timeout SECONDS]
+  orderbridge demo send [--orders N] [--url URL] [--concurrency N] [--timeout SECONDS] [--until synced|completed]
                              push N demo CRM orders and wait until they are synced
+  orderbridge demo --erp tryton [--tryton-env FILE] [--no-clerk]
+                             the demo with a live Tryton as ERP and inventory (see connectors/tryton/README.md)
   orderbridge mappings validate [files...]
                              check mapping files (all of ./mappings by default)
   orderbridge mappings preview <id> <document.json> [--lookups lookups.json]
                              apply a mapping to a document and print the output
   orderbridge mappings test [--dir mappings/examples]
                              run the golden examples of every mapping
+  ${reconcileUsage}
+  orderbridge connectors new <id> [--dir DIR] [--name NAME]
+                             scaffold a connector (DIR/<id>/, DIR defaults to ./connectors)
 
 configuration: environment variables (see README.md) and ORDERBRIDGE_CONFIG.`
 
@@ -61,6 +69,10 @@ async function main(argv: string[]): Promise<void> {
     process.exitCode = await runMappingsCommand(rest)
     return
   }
+  if (command === 'connectors') {
+    process.exitCode = await runConnectorsCommand(rest)
+    return
+  }
   const env = loadEnv()
 
   if (command === 'migrate') {
@@ -68,6 +80,10 @@ async function main(argv: string[]): Promise<void> {
     const applied = await migrate(db)
     await db.close()
     console.log(applied.length ? `applied ${applied.join(', ')}` : 'database is up to date')
+    return
+  }
+  if (command === 'reconcile') {
+    process.exitCode = await runReconcileCommand(rest, env)
     return
   }
   if (command === 'simulators') {
@@ -79,6 +95,12 @@ async function main(argv: string[]): Promise<void> {
   }
   if (command === 'demo') {
     const [sub, ...args] = rest
+    if (sub?.startsWith('--erp')) {
+      const demo = await runTrytonDemo(env, rest)
+      onSignals(demo.close, env.ORDERBRIDGE_SHUTDOWN_TIMEOUT_MS)
+      console.log(`orderbridge demo with Tryton ${demo.trytonUrl} on ${demo.url}\nadmin key: ${demo.adminKey}\ntry: npx orderbridge demo send --orders 10 --until completed`)
+      return
+    }
     if (sub !== 'send') fail(`unknown demo command "${sub ?? ''}"\n\n${usage}`)
     const { values } = parseArgs({
       args,
@@ -87,17 +109,21 @@ async function main(argv: string[]): Promise<void> {
         url: { type: 'string' },
         concurrency: { type: 'string', default: '10' },
         timeout: { type: 'string', default: '120' },
+        until: { type: 'string', default: 'synced' },
       },
     })
+    if (values.until !== 'synced' && values.until !== 'completed') fail(`--until must be synced or completed, not "${values.until}"`)
     const summary = await runDemoSend(env, {
       orders: Number(values.orders),
       url: values.url ?? `http://127.0.0.1:${env.PORT}`,
       concurrency: Number(values.concurrency),
       timeoutMs: Number(values.timeout) * 1000,
+      until: values.until,
       progress: (line) => console.error(line),
     })
     console.log(JSON.stringify(summary))
-    process.exitCode = summary.synced === summary.sent ? 0 : 1
+    const reached = values.until === 'completed' ? (summary.states.completed ?? 0) : summary.synced
+    process.exitCode = reached === summary.sent ? 0 : 1
     return
   }
   if (!['all', 'api', 'worker'].includes(command)) fail(`unknown command "${command}"\n\n${usage}`)

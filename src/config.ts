@@ -8,6 +8,9 @@ import path from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { formatIssues, issuesOf, type FieldIssue } from './shared/field-issues.ts'
+import { approvalPolicySchema } from './approvals/approval-rules.schemas.ts'
+import { notificationSettingsSchema } from './notifications/notification.schemas.ts'
+import { reconciliationSettingsSchema } from './reconciliation/reconciliation.schemas.ts'
 
 export const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000).describe('HTTP port of the API'),
@@ -84,6 +87,13 @@ export const connectionSchema = z.object({
   concurrency: z.number().int().positive().optional(),
   rateLimit: rateLimitSchema.optional(),
   circuitBreaker: circuitBreakerSchema.optional(),
+  /** An inventory connection: what to do with an order short of stock. */
+  stockPolicy: z
+    .enum(['hold', 'partial', 'reject'])
+    .optional()
+    .describe('hold (the default): wait for stock; partial: reserve what there is and backorder the rest; reject: reject the order'),
+  /** A CRM connection: `crm` when the CRM runs approval itself and sends approval events. */
+  approvedBy: z.enum(['orderbridge', 'crm']).optional(),
   /** How sync jobs for this connection retry retryable failures before they become dead letters. */
   retry: z
     .object({
@@ -98,6 +108,12 @@ export const fileConfigSchema = z.object({
   connections: z.array(connectionSchema).min(1),
   /** Which connection plays which role for orders coming from any source. */
   pipeline: z.object({ erp: z.string(), inventory: z.string().optional() }),
+  /** Approval rules; seed version 1 of the rules in the database (docs/APPROVALS_AND_NOTIFICATIONS.md). */
+  approval: approvalPolicySchema.optional(),
+  /** Notification and reminder rules, webhook endpoints and SMTP (docs/APPROVALS_AND_NOTIFICATIONS.md). */
+  notifications: notificationSettingsSchema.optional(),
+  /** Reconciliation: schedule, window, amount tolerance and the policy per drift kind (README, Reconciliation). */
+  reconciliation: reconciliationSettingsSchema.optional(),
 })
 export type FileConfig = z.infer<typeof fileConfigSchema>
 

@@ -1,10 +1,22 @@
 /**
- * The demo CRM as a source: Standard Webhooks deliveries of `{type, data}` where data is the CRM's
- * own order document. Validation here is structural (types, required fields); the mapping decides
- * what the fields mean.
+ * The demo CRM: a source of Standard Webhooks deliveries of `{type, data}`, where data is the CRM's
+ * own order document (or, for `order.approval`, its approval decision), and a target for status,
+ * notes and stock levels written back over its REST API. Validation here is structural (types,
+ * required fields); the mapping decides what an order's fields mean.
  */
 import { z } from 'zod'
-import { defineConnector, inboundEventTypes, SyncFailure } from '../../src/connector-kit/index.ts'
+import {
+  classifyHttpError,
+  defineConnector,
+  inboundEventTypes,
+  type CrmWritebackCapability,
+  type InboundEvent,
+  type InboundEventType,
+} from '../../src/connector-kit/index.ts'
+import { demoCrmStatusReads } from './reconciliation.ts'
+import { demoCrmClient, demoCrmConnectorId, secretsSchema, settingsSchema, toCrmStatus, type DemoCrmSecrets, type DemoCrmSettings } from './client.ts'
+
+export { demoCrmConnectorId, secretsSchema, settingsSchema, type DemoCrmSecrets, type DemoCrmSettings } from './client.ts'
 
 const decimal = z.string().regex(/^-?\d+(\.\d+)?$/, 'must be a decimal string such as "199.00"')
 
@@ -28,31 +40,84 @@ export const demoCrmOrderSchema = z.object({
 })
 export type DemoCrmOrder = z.infer<typeof demoCrmOrderSchema>
 
-export const demoCrmWebhookSchema = z.object({
-  type: z.enum(inboundEventTypes),
-  data: demoCrmOrderSchema,
+/** An approval decided in the CRM (for connections that leave approval to the CRM). */
+export const demoCrmApprovalSchema = z.object({
+  order_id: z.string().min(1),
+  decision: z.enum(['approved', 'rejected']),
+  level: z.string().min(1).optional(),
+  comment: z.string().optional(),
+  approver: z.string().min(1).optional(),
+  decided_at: z.string().optional(),
+})
+export type DemoCrmApproval = z.infer<typeof demoCrmApprovalSchema>
+
+export const demoCrmEventTypes = [...inboundEventTypes, 'order.approval'] as const
+
+export type DemoCrmWebhook = { type: InboundEventType; data: DemoCrmOrder } | { type: 'order.approval'; data: DemoCrmApproval }
+
+const eventTypeSchema = z.enum(demoCrmEventTypes)
+
+/**
+ * `{type, data}` where data's schema depends on the type. Written as one object rather than a
+ * discriminated union so that a delivery with an unknown type still gets every field of its order
+ * checked: the 422 names all that is wrong at once.
+ */
+export const demoCrmWebhookSchema = z.object({ type: z.unknown(), data: z.unknown() }).transform((body, ctx): DemoCrmWebhook => {
+  const type = eventTypeSchema.safeParse(body.type)
+  const data = (type.success && type.data === 'order.approval' ? demoCrmApprovalSchema : demoCrmOrderSchema).safeParse(body.data)
+  for (const [prefix, result] of [['type', type], ['data', data]] as const) {
+    for (const issue of result.error?.issues ?? []) ctx.addIssue({ code: 'custom', message: issue.message, path: [prefix, ...issue.path] })
+  }
+  if (!type.success || !data.success) return z.NEVER
+  return { type: type.data, data: data.data } as DemoCrmWebhook
 })
 
-export const settingsSchema = z.object({})
-export const secretsSchema = z.object({
-  webhookSecret: z.string().startsWith('whsec_').describe('Standard Webhooks secret the CRM signs deliveries with'),
-})
+export function demoCrmEventToInbound(body: DemoCrmWebhook): InboundEvent {
+  if (body.type !== 'order.approval') return { type: body.type, externalId: body.data.order_id, sourceVersion: body.data.version, document: body.data }
+  const approval = body.data
+  return {
+    type: 'order.approval',
+    externalId: approval.order_id,
+    // A decision is a fact of its own, not a version of the order.
+    sourceVersion: 0,
+    document: {
+      decision: approval.decision === 'approved' ? 'approve' : 'reject',
+      ...(approval.level !== undefined ? { level: approval.level } : {}),
+      ...(approval.comment !== undefined ? { comment: approval.comment } : {}),
+      ...(approval.approver !== undefined ? { by: approval.approver } : {}),
+    },
+  }
+}
+
+export const demoCrmWriteback: CrmWritebackCapability<DemoCrmSettings, DemoCrmSecrets> = {
+  updateOrderStatus: (ctx, crmOrderId, update) => demoCrmClient(ctx).putStatus(crmOrderId, toCrmStatus(update), ctx.idempotencyKey),
+  addNote: (ctx, crmOrderId, note) => demoCrmClient(ctx).addNote(crmOrderId, note, ctx.idempotencyKey),
+  pushStockLevels: (ctx, levels) => demoCrmClient(ctx).putStock(levels, ctx.idempotencyKey),
+  ...demoCrmStatusReads,
+}
 
 export const demoCrm = defineConnector({
   manifest: {
-    id: 'demo-crm',
-    version: '0.1.0',
+    id: demoCrmConnectorId,
+    version: '0.2.0',
     displayName: 'Demo CRM',
     roles: ['crm'],
     settingsSchema,
     secretsSchema,
   },
-  // The demo CRM only pushes; there is nothing to call.
-  check: async () => {},
-  classify: (err) => new SyncFailure('bug', 'the demo CRM makes no outbound calls', { connectorId: 'demo-crm' }, { cause: err }),
+  // A push-only connection (no baseUrl) has nothing to call; /health is open, so the token is proved apart.
+  check: async (ctx) => {
+    if (ctx.settings.baseUrl === undefined) return
+    const client = demoCrmClient(ctx)
+    await client.health()
+    await client.authenticate()
+  },
+  classify: (err) => classifyHttpError(err, demoCrmConnectorId),
   webhooks: {
     verification: 'standard-webhooks',
     bodySchema: demoCrmWebhookSchema,
-    toEvent: (body) => ({ type: body.type, externalId: body.data.order_id, sourceVersion: body.data.version, document: body.data }),
+    toEvent: demoCrmEventToInbound,
   },
+  // A push-only connection (no baseUrl) takes no status back.
+  crm: { ...demoCrmWriteback, enabled: (settings) => settings.baseUrl !== undefined },
 })

@@ -1,10 +1,11 @@
 /**
- * The demo CRM's sending side: builds sample orders and delivers them as signed Standard Webhooks
- * over real HTTP, retrying like a CRM would. Used by `orderbridge demo send` and by tests.
+ * The demo CRM's sending side: builds sample orders and delivers them (and approval decisions) as
+ * signed Standard Webhooks over real HTTP, retrying like a CRM would. Used by `orderbridge demo send`,
+ * the CRM simulator and tests.
  */
 import { randomUUID } from 'node:crypto'
 import { signStandardWebhook } from '../../src/connector-kit/index.ts'
-import type { DemoCrmOrder } from './index.ts'
+import type { DemoCrmApproval, DemoCrmOrder, DemoCrmWebhook } from './index.ts'
 
 export interface DeliveryResult {
   status: number
@@ -37,25 +38,29 @@ export function sampleOrder(n: number, orderId = `SO-${1000 + n}`): DemoCrmOrder
 
 export interface DemoCrmSender {
   send(type: 'order.created' | 'order.updated' | 'order.cancelled', order: DemoCrmOrder, webhookId?: string): Promise<DeliveryResult>
+  /** An approval decided in the CRM, as `order.approval`. */
+  sendApproval(approval: DemoCrmApproval, webhookId?: string): Promise<DeliveryResult>
 }
 
 export function createDemoCrmSender(options: { webhookUrl: string; secret: string; retries?: number }): DemoCrmSender {
   const retries = options.retries ?? 5
-  return {
-    async send(type, order, webhookId = `msg_${randomUUID()}`) {
-      const body = JSON.stringify({ type, data: order })
-      for (let attempt = 0; ; attempt++) {
-        // Each attempt is signed afresh: the timestamp must stay inside the receiver's window.
-        const headers = signStandardWebhook(options.secret, webhookId, Math.floor(Date.now() / 1000), body)
-        try {
-          const response = await fetch(options.webhookUrl, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body })
-          const answer = { status: response.status, body: await response.json().catch(() => null) }
-          if (response.status < 500 || attempt >= retries) return answer
-        } catch (err) {
-          if (attempt >= retries) throw err
-        }
-        await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt))
+  async function deliver(event: DemoCrmWebhook, webhookId: string): Promise<DeliveryResult> {
+    const body = JSON.stringify(event)
+    for (let attempt = 0; ; attempt++) {
+      // Each attempt is signed afresh: the timestamp must stay inside the receiver's window.
+      const headers = signStandardWebhook(options.secret, webhookId, Math.floor(Date.now() / 1000), body)
+      try {
+        const response = await fetch(options.webhookUrl, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body })
+        const answer = { status: response.status, body: await response.json().catch(() => null) }
+        if (response.status < 500 || attempt >= retries) return answer
+      } catch (err) {
+        if (attempt >= retries) throw err
       }
-    },
+      await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt))
+    }
+  }
+  return {
+    send: (type, order, webhookId = `msg_${randomUUID()}`) => deliver({ type, data: order }, webhookId),
+    sendApproval: (approval, webhookId = `msg_${randomUUID()}`) => deliver({ type: 'order.approval', data: approval }, webhookId),
   }
 }

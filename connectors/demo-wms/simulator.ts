@@ -1,12 +1,17 @@
 /**
- * The demo WMS: a Fastify server on loopback that holds stock per SKU and takes reservations over
- * real HTTP. A reservation is all-or-nothing and never oversells: the check and the booking run in
- * one synchronous step, so concurrent requests cannot both take the last units. State lives in
- * memory and dies with the server. It does not log.
+ * The demo WMS: a Fastify server on loopback that holds stock per SKU (whole units) and takes
+ * reservations over real HTTP. A reservation never oversells: the check and the booking run in one
+ * synchronous step, so concurrent requests cannot both take the last units. It is all-or-nothing
+ * unless the request allows partial lines. Reservations can be adjusted, released, shipped and
+ * delivered; shipments and stock changes go out as signed Standard Webhooks in the WMS's own format
+ * (see events.ts) when a webhook target is set. State lives in memory and dies with the server.
+ * It does not log.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import { z } from 'zod'
+import type { WmsStockChangedEvent, WmsWebhookBody } from './events.ts'
+import { createWebhookOutbox, type WebhookDelivery, type WebhookTarget } from '../../src/connector-kit/simulator-webhooks.ts'
 
 export interface StockLevel {
   sku: string
@@ -16,16 +21,35 @@ export interface StockLevel {
 }
 
 export interface ReservationLine {
+  /** The caller's line id, echoed back when it sent one. */
+  lineId?: string
   sku: string
+  /** What was asked for. */
   quantity: number
+  /** What is held (shipped, once the reservation has shipped); below `quantity` only for a partial reservation. */
+  reserved: number
 }
+
+export type ReservationStatus = 'active' | 'released' | 'shipped' | 'delivered'
 
 export interface SimulatedReservation {
   id: string
   reference: string
+  allowPartial: boolean
   lines: ReservationLine[]
-  status: 'active' | 'released'
+  status: ReservationStatus
   createdAt: string
+  updatedAt: string
+  shipment?: { carrier: string; trackingNumber: string; shippedAt: string; deliveredAt?: string }
+}
+
+/** Scripted faults; `reset()` disarms everything. They apply to every route but `/health`. */
+export interface WmsFaultControl {
+  /** The next `count` requests answer `status` with these headers and change nothing. */
+  failNext(count: number, status: number, headers?: Record<string, string>): void
+  /** Every answer is held this long after the request was handled: the work is done, the answer is late. */
+  delayMs(ms: number): void
+  reset(): void
 }
 
 export interface WmsSimulator {
@@ -33,7 +57,33 @@ export interface WmsSimulator {
   /** Every SKU's stock, sorted by SKU. */
   stock(): StockLevel[]
   reservations(): SimulatedReservation[]
+  /** A goods receipt, like `POST /stock/:sku/receipts`: adds on-hand units (a new SKU is created) and sends `stock.changed`. */
+  receive(sku: string, quantity: number): StockLevel
+  /** Ships an active reservation, like `POST /reservations/:id/ship`; shipping twice ships once. */
+  ship(reservationId: string, shipment?: { carrier?: string; trackingNumber?: string }): SimulatedReservation
+  /** Marks a shipped reservation delivered, like `POST /reservations/:id/deliver`. */
+  deliver(reservationId: string): SimulatedReservation
+  /** Where events go from now on; `undefined` stops sending. */
+  setWebhookTarget(target: WebhookTarget | undefined): void
+  /** Every event sent (or being sent) and how its delivery went. */
+  deliveries(): WebhookDelivery<WmsWebhookBody>[]
+  /** Resolves when every event so far was delivered or given up. */
+  flushWebhooks(): Promise<void>
+  faults: WmsFaultControl
+  /** Drift for reconciliation tests, made in the WMS's own state (no webhooks, no idempotency keys). */
+  drift: WmsDriftControl
   close(): Promise<void>
+}
+
+/** Edits the WMS's state directly, as a person on the warehouse floor (or a bug) would. */
+export interface WmsDriftControl {
+  /**
+   * Adds a reservation as if made by hand (an orphan, or a second one for one of our orders). An
+   * active one books its units (`reserved` defaults to `quantity`; unknown SKUs are created empty).
+   */
+  addReservation(reservation: { reference: string; lines: { sku: string; quantity: number; reserved?: number; lineId?: string }[]; status?: ReservationStatus }): SimulatedReservation
+  /** Replaces what each line of a reservation holds (`reserved`, and `quantity` when given), rebooking stock. */
+  setReserved(id: string, lines: { sku: string; reserved: number; quantity?: number }[]): SimulatedReservation
 }
 
 export interface WmsSimulatorOptions {
@@ -44,21 +94,69 @@ export interface WmsSimulatorOptions {
   apiToken: string
   /** On-hand quantity per SKU; defaults to SKU-100 … SKU-109 with 1000 each. */
   stock?: Record<string, number>
+  /** Where to POST events; both or neither of `webhookUrl` and `webhookSecret` (`whsec_…`). */
+  webhookUrl?: string
+  webhookSecret?: string
+  /** Ship each new reservation (that holds anything) this long after it was made. */
+  autoShipAfterMs?: number
+  /** Deliver each shipment this long after it shipped. */
+  autoDeliverAfterMs?: number
+  /** Send `stock.changed` for reservations too (available stock falls), not only receipts and releases. */
+  announceReservations?: boolean
+  /** Carrier named on shipments that do not name one. Default `SF Express`. */
+  carrier?: string
+  /** Webhook retries after the first attempt (default 5) and the first backoff (default 200 ms, doubling). */
+  webhookRetries?: number
+  webhookRetryDelayMs?: number
 }
 
 export function defaultWmsStock(): Record<string, number> {
   return Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`SKU-${100 + i}`, 1000]))
 }
 
+const linesSchema = z
+  .array(z.object({ lineId: z.string().min(1).optional(), sku: z.string().min(1), quantity: z.number().int().positive() }))
+  .min(1)
+
 const reservationBodySchema = z.object({
   reference: z.string().min(1),
-  lines: z.array(z.object({ sku: z.string().min(1), quantity: z.number().int().positive() })).min(1),
+  allowPartial: z.boolean().default(false),
+  lines: linesSchema,
 })
+
+const replaceBodySchema = z.object({ allowPartial: z.boolean().default(false), lines: linesSchema })
+const shipBodySchema = z.object({ carrier: z.string().min(1).optional(), trackingNumber: z.string().min(1).optional() })
+const receiptBodySchema = z.object({ quantity: z.number().int().positive() })
+
+type RequestedLine = z.infer<typeof linesSchema>[number]
+
+/** An event before the outbox stamps it with its sequence and time (per member of the union). */
+type Unstamped<T> = T extends unknown ? Omit<T, 'sequence' | 'occurred_at'> : never
 
 interface StoredResponse {
   fingerprint: string
   status: number
   payload: string
+}
+
+interface ArmedFailure {
+  remaining: number
+  status: number
+  headers: Record<string, string>
+}
+
+/** A refusal: the HTTP answer of a route, or the error thrown by the method of the same name. */
+class WmsRefusal extends Error {
+  readonly status: number
+  readonly code: string
+  readonly details: unknown[] | undefined
+
+  constructor(status: number, code: string, message: string, details?: unknown[]) {
+    super(message)
+    this.status = status
+    this.code = code
+    this.details = details
+  }
 }
 
 function errorBody(code: string, message: string, details?: unknown[]) {
@@ -85,17 +183,29 @@ function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value
 }
 
+function validationDetails(error: z.ZodError) {
+  return error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }))
+}
+
+function isHealth(url: string): boolean {
+  return url === '/health' || url.startsWith('/health?')
+}
+
 /**
  * Starts the demo WMS.
  *
  * @example
- * const wms = await startWmsSimulator({ apiToken: 'demo-token', stock: { 'SKU-1': 5 } })
- * // POST `${wms.url}/reservations` { reference, lines: [{ sku: 'SKU-1', quantity: 2 }] }
+ * const wms = await startWmsSimulator({ apiToken: 'demo-token', stock: { 'SKU-1': 5 }, webhookUrl, webhookSecret })
+ * // POST `${wms.url}/reservations` { reference, lines: [{ lineId: '1', sku: 'SKU-1', quantity: 2 }] }
+ * wms.ship('RSV-000001') // → a signed `shipment.shipped` event to webhookUrl
  * await wms.close()
  */
 export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<WmsSimulator> {
   const host = options.host ?? '127.0.0.1'
   const expectedToken = digest(`Bearer ${options.apiToken}`)
+  if ((options.webhookUrl === undefined) !== (options.webhookSecret === undefined)) {
+    throw new Error('set both webhookUrl and webhookSecret, or neither')
+  }
 
   const levels = new Map<string, { onHand: number; reserved: number }>()
   for (const [sku, onHand] of Object.entries(options.stock ?? defaultWmsStock())) {
@@ -104,20 +214,194 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
   }
   const reservations = new Map<string, SimulatedReservation>()
   const responsesByKey = new Map<string, StoredResponse>()
+  const timers = new Set<NodeJS.Timeout>()
+  const outbox = createWebhookOutbox<WmsWebhookBody>(
+    options.webhookUrl !== undefined ? { url: options.webhookUrl, secret: options.webhookSecret! } : undefined,
+    { retries: options.webhookRetries, retryDelayMs: options.webhookRetryDelayMs },
+  )
   let counter = 0
+  let sequence = 0
+  let delay = 0
+  let failures: ArmedFailure[] = []
 
   function level(sku: string): StockLevel | undefined {
     const entry = levels.get(sku)
     return entry && { sku, onHand: entry.onHand, reserved: entry.reserved, available: entry.onHand - entry.reserved }
   }
 
+  function later(ms: number, run: () => void): void {
+    const timer = setTimeout(() => {
+      timers.delete(timer)
+      try {
+        run()
+      } catch {
+        // The reservation moved on (released, shipped by hand): nothing to do.
+      }
+    }, ms)
+    timers.add(timer)
+  }
+
+  function event(body: Unstamped<WmsWebhookBody>): void {
+    sequence += 1
+    outbox.emit({ ...body, sequence, occurred_at: new Date().toISOString() } as WmsWebhookBody)
+  }
+
+  function stockChanged(reason: WmsStockChangedEvent['reason'], skus: Iterable<string>): void {
+    const changed = [...new Set(skus)].sort().map((sku) => level(sku)!)
+    if (changed.length === 0) return
+    event({
+      type: 'stock.changed',
+      reason,
+      levels: changed.map((l) => ({ sku: l.sku, on_hand: l.onHand, reserved: l.reserved, available: l.available })),
+    })
+  }
+
+  /**
+   * What `lines` would hold now, counting the units `heldBy` holds as free. All-or-nothing refuses
+   * with the SKUs that fall short (a SKU on several lines counts in total); partial fills lines in
+   * order. Synchronous, and it books nothing.
+   */
+  function allocate(lines: RequestedLine[], allowPartial: boolean, heldBy?: SimulatedReservation): ReservationLine[] {
+    const free = new Map<string, number>()
+    for (const line of lines) {
+      if (free.has(line.sku)) continue
+      const current = level(line.sku)
+      if (!current) continue
+      const own = heldBy?.lines.filter((held) => held.sku === line.sku).reduce((sum, held) => sum + held.reserved, 0) ?? 0
+      free.set(line.sku, current.available + own)
+    }
+    const unknown = [...new Set(lines.map((line) => line.sku))].filter((sku) => !free.has(sku))
+    if (unknown.length > 0) throw new WmsRefusal(422, 'unknown_sku', 'the reservation names unknown SKUs', unknown.map((sku) => ({ sku })))
+
+    if (!allowPartial) {
+      const requested = new Map<string, number>()
+      for (const line of lines) requested.set(line.sku, (requested.get(line.sku) ?? 0) + line.quantity)
+      const short = [...requested].flatMap(([sku, quantity]) => (quantity > free.get(sku)! ? [{ sku, requested: quantity, available: free.get(sku)! }] : []))
+      if (short.length > 0) throw new WmsRefusal(409, 'insufficient_stock', 'not enough stock for every line; nothing was reserved', short)
+    }
+    return lines.map((line) => {
+      const reserved = Math.min(line.quantity, free.get(line.sku)!)
+      free.set(line.sku, free.get(line.sku)! - reserved)
+      return { ...(line.lineId !== undefined ? { lineId: line.lineId } : {}), sku: line.sku, quantity: line.quantity, reserved }
+    })
+  }
+
+  const idsByReference = new Map<string, Set<string>>()
+
+  function store(reservation: SimulatedReservation): void {
+    reservations.set(reservation.id, reservation)
+    let ids = idsByReference.get(reservation.reference)
+    if (!ids) idsByReference.set(reservation.reference, (ids = new Set()))
+    ids.add(reservation.id)
+  }
+
+  function listOf(value: string | string[] | undefined): string[] | undefined {
+    if (value === undefined) return undefined
+    return (Array.isArray(value) ? value : [value]).flatMap((v) => v.split(',')).filter((v) => v.length > 0)
+  }
+
+  function book(lines: readonly ReservationLine[], sign: 1 | -1): void {
+    for (const line of lines) levels.get(line.sku)!.reserved += sign * line.reserved
+  }
+
+  function find(id: string): SimulatedReservation {
+    const reservation = reservations.get(id)
+    if (!reservation) throw new WmsRefusal(404, 'not_found', `no reservation ${id}`)
+    return reservation
+  }
+
+  function release(id: string): SimulatedReservation {
+    const reservation = find(id)
+    if (reservation.status === 'shipped' || reservation.status === 'delivered') {
+      throw new WmsRefusal(409, 'reservation_shipped', `reservation ${id} has shipped and cannot be released`)
+    }
+    if (reservation.status === 'active') {
+      book(reservation.lines, -1)
+      reservation.status = 'released'
+      reservation.updatedAt = new Date().toISOString()
+      stockChanged('release', reservation.lines.map((line) => line.sku))
+    }
+    return reservation
+  }
+
+  function ship(id: string, shipment: z.infer<typeof shipBodySchema> = {}): SimulatedReservation {
+    const reservation = find(id)
+    if (reservation.status === 'shipped' || reservation.status === 'delivered') return reservation
+    if (reservation.status === 'released') throw new WmsRefusal(409, 'reservation_released', `reservation ${id} was released and cannot ship`)
+    if (reservation.lines.every((line) => line.reserved === 0)) throw new WmsRefusal(409, 'nothing_to_ship', `reservation ${id} holds nothing`)
+    for (const line of reservation.lines) {
+      const entry = levels.get(line.sku)!
+      entry.onHand -= line.reserved
+      entry.reserved -= line.reserved
+    }
+    const now = new Date().toISOString()
+    reservation.status = 'shipped'
+    reservation.updatedAt = now
+    reservation.shipment = {
+      carrier: shipment.carrier ?? options.carrier ?? 'SF Express',
+      trackingNumber: shipment.trackingNumber ?? `SF${id.replace(/\D/g, '').padStart(10, '0')}`,
+      shippedAt: now,
+    }
+    event({
+      type: 'shipment.shipped',
+      reservation_id: reservation.id,
+      reference: reservation.reference,
+      carrier: reservation.shipment.carrier,
+      tracking_number: reservation.shipment.trackingNumber,
+      lines: reservation.lines
+        .filter((line) => line.reserved > 0)
+        .map((line) => ({ ...(line.lineId !== undefined ? { line_id: line.lineId } : {}), sku: line.sku, quantity: line.reserved })),
+    })
+    if (options.autoDeliverAfterMs !== undefined) later(options.autoDeliverAfterMs, () => deliver(id))
+    return reservation
+  }
+
+  function deliver(id: string): SimulatedReservation {
+    const reservation = find(id)
+    if (reservation.status === 'delivered') return reservation
+    if (reservation.status !== 'shipped') throw new WmsRefusal(409, 'reservation_not_shipped', `reservation ${id} has not shipped`)
+    const now = new Date().toISOString()
+    reservation.status = 'delivered'
+    reservation.updatedAt = now
+    reservation.shipment!.deliveredAt = now
+    event({ type: 'shipment.delivered', reservation_id: reservation.id, reference: reservation.reference, delivered_at: now })
+    return reservation
+  }
+
+  function receive(sku: string, quantity: number): StockLevel {
+    if (!Number.isInteger(quantity) || quantity <= 0) throw new WmsRefusal(422, 'validation', 'a receipt is a positive whole number of units')
+    const entry = levels.get(sku)
+    if (entry) entry.onHand += quantity
+    else levels.set(sku, { onHand: quantity, reserved: 0 })
+    stockChanged('receipt', [sku])
+    return level(sku)!
+  }
+
+  function refuse(reply: FastifyReply, err: unknown): FastifyReply {
+    if (!(err instanceof WmsRefusal)) throw err
+    return reply.code(err.status).send(errorBody(err.code, err.message, err.details))
+  }
+
   const app = Fastify({ logger: false, forceCloseConnections: true })
 
   app.addHook('onRequest', (request, reply, done) => {
-    if (request.url === '/health' || request.url.startsWith('/health?')) return done()
+    if (isHealth(request.url)) return done()
     const given = headerValue(request.headers.authorization)
-    if (given !== undefined && timingSafeEqual(digest(given), expectedToken)) return done()
-    void reply.code(401).header('www-authenticate', 'Bearer').send(errorBody('unauthorized', 'missing or wrong bearer token'))
+    if (given === undefined || !timingSafeEqual(digest(given), expectedToken)) {
+      void reply.code(401).header('www-authenticate', 'Bearer').send(errorBody('unauthorized', 'missing or wrong bearer token'))
+      return
+    }
+    const failure = failures[0]
+    if (!failure) return done()
+    failure.remaining -= 1
+    if (failure.remaining <= 0) failures.shift()
+    void reply.code(failure.status).headers(failure.headers).send(errorBody('injected_fault', `injected HTTP ${failure.status}`))
+  })
+
+  // A slow answer: the work is done, only the answer is late (a client that gives up cannot tell).
+  app.addHook('onSend', (request, _reply, payload, done) => {
+    if (delay === 0 || isHealth(request.url)) return done(null, payload)
+    setTimeout(() => done(null, payload), delay)
   })
 
   app.setNotFoundHandler((request, reply) => {
@@ -133,12 +417,23 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
 
   app.get('/health', async () => ({ status: 'ok' }))
 
-  app.get('/stock', async () => [...levels.keys()].sort().map((sku) => level(sku)))
+  // `?sku=A&sku=B` answers those SKUs it knows (unknown ones are left out); no filter answers all.
+  app.get('/stock', (request: FastifyRequest<{ Querystring: { sku?: string | string[] } }>, reply) => {
+    const filter = request.query.sku
+    const skus = filter === undefined ? [...levels.keys()] : [...new Set(Array.isArray(filter) ? filter : [filter])].filter((sku) => levels.has(sku))
+    return reply.send(skus.sort().map((sku) => level(sku)))
+  })
 
   app.get('/stock/:sku', (request: FastifyRequest<{ Params: { sku: string } }>, reply) => {
     const found = level(request.params.sku)
     if (!found) return reply.code(404).send(errorBody('not_found', `unknown SKU ${request.params.sku}`))
     return reply.send(found)
+  })
+
+  app.post('/stock/:sku/receipts', (request: FastifyRequest<{ Params: { sku: string } }>, reply) => {
+    const parsed = receiptBodySchema.safeParse(request.body)
+    if (!parsed.success) return reply.code(422).send(errorBody('validation', 'the receipt is invalid', validationDetails(parsed.error)))
+    return reply.code(201).send(receive(request.params.sku, parsed.data.quantity))
   })
 
   // Everything from the idempotency check to the booking is synchronous: no other request can run
@@ -155,43 +450,65 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
     }
 
     const parsed = reservationBodySchema.safeParse(request.body)
-    if (!parsed.success) {
-      const details = parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }))
-      return reply.code(422).send(errorBody('validation', 'the reservation is invalid', details))
-    }
-    const { reference, lines } = parsed.data
+    if (!parsed.success) return reply.code(422).send(errorBody('validation', 'the reservation is invalid', validationDetails(parsed.error)))
+    const { reference, allowPartial, lines } = parsed.data
 
-    // One SKU may appear on several lines: check the total asked for each.
-    const requested = new Map<string, number>()
-    for (const line of lines) requested.set(line.sku, (requested.get(line.sku) ?? 0) + line.quantity)
-
-    const unknown = [...requested.keys()].filter((sku) => !levels.has(sku))
-    if (unknown.length > 0) {
-      return reply.code(422).send(errorBody('unknown_sku', 'the reservation names unknown SKUs', unknown.map((sku) => ({ sku }))))
+    let allocated: ReservationLine[]
+    try {
+      allocated = allocate(lines, allowPartial)
+    } catch (err) {
+      // A refusal is not remembered under the key: the same request may succeed once stock arrives.
+      return refuse(reply, err)
     }
-    const short = [...requested].flatMap(([sku, quantity]) => {
-      const available = level(sku)!.available
-      return quantity > available ? [{ sku, requested: quantity, available }] : []
-    })
-    if (short.length > 0) {
-      // Not remembered under the key: the same request may succeed once stock arrives.
-      return reply.code(409).send(errorBody('insufficient_stock', 'not enough stock for every line; nothing was reserved', short))
-    }
-
-    for (const [sku, quantity] of requested) levels.get(sku)!.reserved += quantity
+    book(allocated, 1)
     counter += 1
+    const now = new Date().toISOString()
     const reservation: SimulatedReservation = {
       id: `RSV-${String(counter).padStart(6, '0')}`,
       reference,
-      lines: lines.map((line) => ({ sku: line.sku, quantity: line.quantity })),
+      allowPartial,
+      lines: allocated,
       status: 'active',
-      createdAt: new Date().toISOString(),
+      createdAt: now,
+      updatedAt: now,
     }
-    reservations.set(reservation.id, reservation)
-    const payload = JSON.stringify({ id: reservation.id, reference, lines: reservation.lines })
+    store(reservation)
+    if (options.announceReservations) stockChanged('reservation', allocated.filter((line) => line.reserved > 0).map((line) => line.sku))
+    const payload = JSON.stringify(reservation)
     if (idempotencyKey !== undefined) responsesByKey.set(idempotencyKey, { fingerprint, status: 201, payload })
+    if (options.autoShipAfterMs !== undefined && allocated.some((line) => line.reserved > 0)) {
+      later(options.autoShipAfterMs, () => ship(reservation.id))
+    }
     return reply.code(201).type('application/json').send(payload)
   })
+
+  // `?reference=` one reference; `?references=a,b,c` several at once (reconciliation); with
+  // `status=`, `since=`, `after=` (an id) and `limit=`, a page in id order.
+  app.get(
+    '/reservations',
+    (request: FastifyRequest<{ Querystring: { reference?: string | string[]; references?: string | string[]; status?: string; since?: string; after?: string; limit?: string } }>, reply) => {
+      const raw = request.query.reference
+      const reference = Array.isArray(raw) ? raw[0] : raw
+      const references = listOf(request.query.references)
+      if (references !== undefined) return reply.send([...new Set(references)].flatMap((ref) => [...(idsByReference.get(ref) ?? [])].map((id) => reservations.get(id))))
+      const { status, since, after, limit } = request.query
+      if (status === undefined && since === undefined && after === undefined && limit === undefined) {
+        return reply.send([...reservations.values()].filter((reservation) => reference === undefined || reservation.reference === reference))
+      }
+      const max = Math.min(Math.max(Number(limit ?? 500) || 500, 1), 5000)
+      const sinceMs = since === undefined ? undefined : Date.parse(since)
+      const out: SimulatedReservation[] = []
+      for (let n = after === undefined ? 1 : Number(/(\d+)$/.exec(after)?.[1] ?? 0) + 1; n <= counter && out.length < max; n++) {
+        const reservation = reservations.get(`RSV-${String(n).padStart(6, '0')}`)
+        if (!reservation) continue
+        if (reference !== undefined && reservation.reference !== reference) continue
+        if (status !== undefined && reservation.status !== status) continue
+        if (sinceMs !== undefined && !(Date.parse(reservation.updatedAt) >= sinceMs)) continue
+        out.push(reservation)
+      }
+      return reply.send(out)
+    },
+  )
 
   app.get('/reservations/:id', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
     const reservation = reservations.get(request.params.id)
@@ -199,15 +516,54 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
     return reply.send(reservation)
   })
 
+  // Replaces the lines of an active reservation. The units it holds count as free for the new
+  // quantities; when they do not fit (all-or-nothing) it keeps what it had. Repeating it is harmless.
+  app.put('/reservations/:id', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    const parsed = replaceBodySchema.safeParse(request.body)
+    if (!parsed.success) return reply.code(422).send(errorBody('validation', 'the reservation is invalid', validationDetails(parsed.error)))
+    try {
+      const reservation = find(request.params.id)
+      if (reservation.status !== 'active') {
+        throw new WmsRefusal(409, 'reservation_closed', `reservation ${reservation.id} is ${reservation.status} and cannot change`)
+      }
+      const allocated = allocate(parsed.data.lines, parsed.data.allowPartial, reservation)
+      book(reservation.lines, -1)
+      book(allocated, 1)
+      reservation.lines = allocated
+      reservation.allowPartial = parsed.data.allowPartial
+      reservation.updatedAt = new Date().toISOString()
+      return reply.send(reservation)
+    } catch (err) {
+      return refuse(reply, err)
+    }
+  })
+
   // Releasing twice releases once: the second call answers the same and changes nothing.
   app.delete('/reservations/:id', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
-    const reservation = reservations.get(request.params.id)
-    if (!reservation) return reply.code(404).send(errorBody('not_found', `no reservation ${request.params.id}`))
-    if (reservation.status === 'active') {
-      for (const line of reservation.lines) levels.get(line.sku)!.reserved -= line.quantity
-      reservation.status = 'released'
+    try {
+      return reply.send(release(request.params.id))
+    } catch (err) {
+      return refuse(reply, err)
     }
-    return reply.send(reservation)
+  })
+
+  // Test and admin endpoints: what the warehouse floor does.
+  app.post('/reservations/:id/ship', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    const parsed = shipBodySchema.safeParse(request.body ?? {})
+    if (!parsed.success) return reply.code(422).send(errorBody('validation', 'the shipment is invalid', validationDetails(parsed.error)))
+    try {
+      return reply.send(ship(request.params.id, parsed.data))
+    } catch (err) {
+      return refuse(reply, err)
+    }
+  })
+
+  app.post('/reservations/:id/deliver', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    try {
+      return reply.send(deliver(request.params.id))
+    } catch (err) {
+      return refuse(reply, err)
+    }
   })
 
   await app.listen({ port: options.port ?? 0, host })
@@ -219,6 +575,56 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
     url: `http://${urlHost}:${address.port}`,
     stock: () => [...levels.keys()].sort().map((sku) => level(sku)!),
     reservations: () => [...reservations.values()].map((reservation) => structuredClone(reservation)),
-    close: () => app.close(),
+    drift: {
+      addReservation(input) {
+        const status = input.status ?? 'active'
+        const lines: ReservationLine[] = input.lines.map((line) => ({ ...(line.lineId !== undefined ? { lineId: line.lineId } : {}), sku: line.sku, quantity: line.quantity, reserved: line.reserved ?? line.quantity }))
+        for (const line of lines) if (!levels.has(line.sku)) levels.set(line.sku, { onHand: 0, reserved: 0 })
+        if (status === 'active') book(lines, 1)
+        counter += 1
+        const now = new Date().toISOString()
+        const reservation: SimulatedReservation = { id: `RSV-${String(counter).padStart(6, '0')}`, reference: input.reference, allowPartial: false, lines, status, createdAt: now, updatedAt: now }
+        store(reservation)
+        return structuredClone(reservation)
+      },
+      setReserved(id, changes) {
+        const reservation = find(id)
+        const lines = reservation.lines.map((line) => {
+          const change = changes.find((c) => c.sku === line.sku)
+          return change ? { ...line, reserved: change.reserved, quantity: change.quantity ?? line.quantity } : line
+        })
+        if (reservation.status === 'active') {
+          book(reservation.lines, -1)
+          book(lines, 1)
+        }
+        reservation.lines = lines
+        reservation.updatedAt = new Date().toISOString()
+        return structuredClone(reservation)
+      },
+    },
+    receive: (sku, quantity) => receive(sku, quantity),
+    ship: (id, shipment) => structuredClone(ship(id, shipment)),
+    deliver: (id) => structuredClone(deliver(id)),
+    setWebhookTarget: (target) => outbox.setTarget(target),
+    deliveries: () => outbox.deliveries(),
+    flushWebhooks: () => outbox.flush(),
+    faults: {
+      failNext(count, status, headers = {}) {
+        if (count > 0) failures.push({ remaining: count, status, headers })
+      },
+      delayMs(ms) {
+        delay = Math.max(0, ms)
+      },
+      reset() {
+        failures = []
+        delay = 0
+      },
+    },
+    async close() {
+      for (const timer of timers) clearTimeout(timer)
+      timers.clear()
+      outbox.close()
+      await app.close()
+    },
   }
 }

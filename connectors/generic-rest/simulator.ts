@@ -1,11 +1,17 @@
 /**
  * The demo ERP: a Fastify server on loopback that speaks the REST API the generic-rest connector
  * expects, over real HTTP, with faults that tests can script (error answers, commits whose answer is
- * lost, latency). State lives in memory and dies with the server. It does not log.
+ * lost, latency). It also keeps customer credit (what each customer's open sales orders and invoices
+ * add up to), invoices sales orders and registers payments, sending signed `invoice.issued` and
+ * `payment.received` webhooks (see events.ts) when a webhook target is set. Money is kept exactly
+ * (integers in millionths), never in floats. State lives in memory and dies with the server.
+ * It does not log.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import { z } from 'zod'
+import type { ErpWebhookBody } from './events.ts'
+import { createWebhookOutbox, type WebhookDelivery, type WebhookTarget } from '../../src/connector-kit/simulator-webhooks.ts'
 
 export interface SimulatedSalesOrder {
   id: string
@@ -74,7 +80,61 @@ export interface FaultControl {
   chaos(options: ChaosOptions): void
   /** What chaos has injected since it was armed. */
   injected(): ChaosCounts
+  /** `GET /customers/:id/credit` answers `status` (default 503) until reset, as an unreachable credit service. */
+  creditUnavailable(status?: number): void
   reset(): void
+}
+
+export interface SimulatedInvoice {
+  id: string
+  number: string
+  salesOrderId: string
+  reference: string
+  customerCode: string
+  currency: string
+  /** Decimal strings. */
+  amount: string
+  paid: string
+  open: string
+  status: 'open' | 'partially_paid' | 'paid'
+  issueDate: string
+  dueDate: string
+  createdAt: string
+}
+
+export interface SimulatedPayment {
+  id: string
+  invoiceId: string
+  invoiceNumber: string
+  salesOrderId: string
+  reference: string
+  amount: string
+  currency: string
+  receivedAt: string
+}
+
+/** What `GET /customers/:id/credit` answers. Amounts are decimal strings in `currency`. */
+export interface SimulatedCredit {
+  customerId: string
+  currency: string
+  limit: string
+  /** Open sales orders not yet invoiced, plus what is unpaid on invoices, plus the opening balance. */
+  outstanding: string
+  available: string
+  /** Set by hand, or because an invoice is unpaid past its due date. */
+  overdue: boolean
+  overdueAmount: string
+}
+
+export interface CustomerCreditSettings {
+  /** Decimal string. Default 50000.00. */
+  limit?: string
+  /** Default CNY. */
+  currency?: string
+  /** What the customer owed before any order here; decimal string, default 0. */
+  openingBalance?: string
+  /** Marks the customer overdue whatever its invoices say. */
+  overdue?: boolean
 }
 
 export interface ErpSimulator {
@@ -82,8 +142,51 @@ export interface ErpSimulator {
   salesOrders(): SimulatedSalesOrder[]
   /** Every request received, in arrival order, including rejected ones. */
   requests(): SimulatedRequest[]
+  invoices(): SimulatedInvoice[]
+  payments(): SimulatedPayment[]
+  /** The credit answer for a customer (its sales orders' `customerCode`). */
+  credit(customerId: string): SimulatedCredit
+  /** Changes a customer's credit settings, e.g. `{ overdue: true }`; the same as `PATCH /customers/:id/credit`. */
+  setCredit(customerId: string, settings: CustomerCreditSettings): SimulatedCredit
+  /** Invoices a sales order, like `POST /sales-orders/:id/invoice`; invoicing twice answers the first invoice. */
+  invoice(salesOrderId: string, options?: { dueDate?: string }): SimulatedInvoice
+  /** Registers a payment, like `POST /invoices/:id/payments`; partial payments are allowed, overpaying is not. */
+  pay(invoiceId: string, amount: string): SimulatedPayment
+  /** Where events go from now on; `undefined` stops sending. */
+  setWebhookTarget(target: WebhookTarget | undefined): void
+  deliveries(): WebhookDelivery<ErpWebhookBody>[]
+  /** Resolves when every event so far was delivered or given up. */
+  flushWebhooks(): Promise<void>
   faults: FaultControl
+  /**
+   * Bulk state for benchmarks and reconciliation tests, without HTTP, webhooks or idempotency keys:
+   * each sales order gets the next id (as if POSTed), each invoice is issued for the sales order
+   * it names (amount: its total unless given; paid: 0 unless given). Answers the new ids in order.
+   */
+  seed(state: { salesOrders?: SeedSalesOrder[]; invoices?: SeedInvoice[] }): { salesOrderIds: string[]; invoiceIds: string[] }
+  /** Drift for reconciliation tests, made in the ERP's own state (no webhooks, no idempotency keys). */
+  drift: ErpDriftControl
   close(): Promise<void>
+}
+
+/** A sales order to seed: the body a POST would carry, and optionally a status. */
+export type SeedSalesOrder = { reference: string; currency: string; lines: unknown[]; status?: string; [field: string]: unknown }
+export interface SeedInvoice {
+  salesOrderId: string
+  amount?: string
+  paid?: string
+}
+
+/** Edits the ERP's state directly, as a person in the ERP (or a bug) would. */
+export interface ErpDriftControl {
+  /** Adds a sales order as if keyed in by hand (an orphan, or a duplicate of one of ours). */
+  addSalesOrder(document: SeedSalesOrder): SimulatedSalesOrder
+  /** Changes fields of a sales order (e.g. `{ total: '1.00' }` or `{ lines: [...] }`). */
+  updateSalesOrder(id: string, patch: Record<string, unknown>): SimulatedSalesOrder
+  /** Deletes a sales order; its invoices stay. */
+  deleteSalesOrder(id: string): void
+  /** Changes an invoice's amount, what is paid on it, or its status. */
+  updateInvoice(id: string, patch: Partial<Pick<SimulatedInvoice, 'amount' | 'paid' | 'open' | 'status'>>): SimulatedInvoice
 }
 
 export interface ErpSimulatorOptions {
@@ -92,6 +195,22 @@ export interface ErpSimulatorOptions {
   /** Defaults to 127.0.0.1. */
   host?: string
   apiToken: string
+  /** Credit per customer id (`customerCode` on sales orders); `default` applies to every customer. */
+  credit?: { default?: CustomerCreditSettings; customers?: Record<string, CustomerCreditSettings> }
+  /** Start with the credit endpoint failing: `true` answers 503, a number answers that status. */
+  creditUnavailable?: boolean | number
+  /** Days from issue to due date of an invoice. Default 30. */
+  paymentTermsDays?: number
+  /** Where to POST events; both or neither of `webhookUrl` and `webhookSecret` (`whsec_…`). */
+  webhookUrl?: string
+  webhookSecret?: string
+  /** Invoice each new sales order this long after it was created. */
+  autoInvoiceAfterMs?: number
+  /** Pay each new invoice in full this long after it was issued. */
+  autoPayAfterMs?: number
+  /** Webhook retries after the first attempt (default 5) and the first backoff (default 200 ms, doubling). */
+  webhookRetries?: number
+  webhookRetryDelayMs?: number
 }
 
 const salesOrderBodySchema = z.looseObject({
@@ -112,7 +231,7 @@ interface ArmedFailure {
   headers: Record<string, string>
 }
 
-function errorBody(code: string, message: string, details?: { path: string; message: string }[]) {
+function errorBody(code: string, message: string, details?: unknown[]) {
   return { error: { code, message, ...(details ? { details } : {}) } }
 }
 
@@ -134,6 +253,57 @@ function digest(value: string): Buffer {
 
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value
+}
+
+const microsPerUnit = 1_000_000n
+
+/** "569.08" → 569080000n (millionths); undefined for anything but a plain decimal with at most 6 places. */
+function toMicros(value: unknown): bigint | undefined {
+  const text = typeof value === 'number' && Number.isSafeInteger(value) ? String(value) : value
+  if (typeof text !== 'string') return undefined
+  const match = /^(-)?(\d+)(?:\.(\d{1,6}))?$/.exec(text)
+  if (!match) return undefined
+  const micros = BigInt(match[2]!) * microsPerUnit + BigInt((match[3] ?? '').padEnd(6, '0'))
+  return match[1] ? -micros : micros
+}
+
+/** 569080000n → "569.08": at least two decimals, more only when needed. */
+function formatMoney(micros: bigint): string {
+  const sign = micros < 0n ? '-' : ''
+  const abs = micros < 0n ? -micros : micros
+  const fraction = String(abs % microsPerUnit).padStart(6, '0').replace(/0{1,4}$/, '')
+  return `${sign}${abs / microsPerUnit}.${fraction.padEnd(2, '0')}`
+}
+
+function today(): string {
+  return new Date().toISOString().slice(0, 10)
+}
+
+function addDays(date: string, days: number): string {
+  return new Date(Date.parse(`${date}T00:00:00Z`) + days * 86_400_000).toISOString().slice(0, 10)
+}
+
+const moneyText = z.string().refine((value) => (toMicros(value) ?? 0n) > 0n, 'must be a positive decimal string such as "100.00"')
+const dateText = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date such as 2026-12-31')
+const invoiceBodySchema = z.object({ dueDate: dateText.optional() })
+const paymentBodySchema = z.object({ amount: moneyText })
+const creditPatchSchema = z.object({
+  limit: z.string().refine((value) => toMicros(value) !== undefined, 'must be a decimal string').optional(),
+  currency: z.string().regex(/^[A-Z]{3}$/).optional(),
+  openingBalance: z.string().refine((value) => toMicros(value) !== undefined, 'must be a decimal string').optional(),
+  overdue: z.boolean().optional(),
+})
+
+/** A refusal: the HTTP answer of a route, or the error thrown by the method of the same name. */
+class ErpRefusal extends Error {
+  readonly status: number
+  readonly code: string
+
+  constructor(status: number, code: string, message: string) {
+    super(message)
+    this.status = status
+    this.code = code
+  }
 }
 
 function isWrite(method: string): boolean {
@@ -168,8 +338,32 @@ type AfterCommitFate = 'hang' | 'drop'
 export async function startErpSimulator(options: ErpSimulatorOptions): Promise<ErpSimulator> {
   const host = options.host ?? '127.0.0.1'
   const expectedToken = digest(`Bearer ${options.apiToken}`)
+  if ((options.webhookUrl === undefined) !== (options.webhookSecret === undefined)) {
+    throw new Error('set both webhookUrl and webhookSecret, or neither')
+  }
+  const creditDefaults: Required<Omit<CustomerCreditSettings, 'overdue'>> & { overdue: boolean } = {
+    limit: '50000.00',
+    currency: 'CNY',
+    openingBalance: '0',
+    overdue: false,
+    ...options.credit?.default,
+  }
+  const paymentTermsDays = options.paymentTermsDays ?? 30
+  const creditFailure = (fault: boolean | number | undefined) => (fault === undefined || fault === false ? undefined : fault === true ? 503 : fault)
 
   const orders = new Map<string, SimulatedSalesOrder>()
+  const customers = new Map<string, CustomerCreditSettings>(Object.entries(options.credit?.customers ?? {}))
+  const invoices = new Map<string, SimulatedInvoice>()
+  const invoiceIdBySalesOrder = new Map<string, string>()
+  const invoiceIdsByReference = new Map<string, Set<string>>()
+  const payments: SimulatedPayment[] = []
+  const timers = new Set<NodeJS.Timeout>()
+  const outbox = createWebhookOutbox<ErpWebhookBody>(
+    options.webhookUrl !== undefined ? { url: options.webhookUrl, secret: options.webhookSecret! } : undefined,
+    { retries: options.webhookRetries, retryDelayMs: options.webhookRetryDelayMs },
+  )
+  let creditStatus = creditFailure(options.creditUnavailable)
+  let invoiceCounter = 0
   const idsByReference = new Map<string, Set<string>>()
   const responsesByKey = new Map<string, StoredResponse>()
   const log: SimulatedRequest[] = []
@@ -200,6 +394,210 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
     const details = parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }))
     void reply.code(422).send(errorBody('validation', 'the sales order is invalid', details))
     return undefined
+  }
+
+  function later(ms: number, run: () => void): void {
+    const timer = setTimeout(() => {
+      timers.delete(timer)
+      try {
+        run()
+      } catch {
+        // The order moved on (cancelled, paid by hand): nothing to do.
+      }
+    }, ms)
+    timers.add(timer)
+  }
+
+  function storeInvoice(invoice: SimulatedInvoice): void {
+    invoices.set(invoice.id, invoice)
+    invoiceIdBySalesOrder.set(invoice.salesOrderId, invoice.id)
+    let ids = invoiceIdsByReference.get(invoice.reference)
+    if (!ids) invoiceIdsByReference.set(invoice.reference, (ids = new Set()))
+    ids.add(invoice.id)
+  }
+
+  /** A sales order stored directly: the next id, no idempotency key, no webhook. */
+  function storeSalesOrder(document: SeedSalesOrder): SimulatedSalesOrder {
+    counter += 1
+    const now = new Date().toISOString()
+    const order: SimulatedSalesOrder = { ...document, id: `SO-${String(counter).padStart(6, '0')}`, createdAt: now, updatedAt: now }
+    orders.set(order.id, order)
+    index(order)
+    return order
+  }
+
+  /** An invoice stored directly for a sales order, with the given amount and paid part. */
+  function seedInvoice(seed: SeedInvoice): SimulatedInvoice {
+    const order = orders.get(seed.salesOrderId)
+    if (!order) throw new ErpRefusal(404, 'not_found', `no sales order ${seed.salesOrderId}`)
+    const amount = toMicros(seed.amount ?? order.total)
+    if (amount === undefined) throw new ErpRefusal(422, 'no_total', `sales order ${seed.salesOrderId} has no decimal total to invoice`)
+    const paid = toMicros(seed.paid ?? '0') ?? 0n
+    invoiceCounter += 1
+    const serial = String(invoiceCounter).padStart(6, '0')
+    const issueDate = today()
+    const invoice: SimulatedInvoice = {
+      id: `INV-${serial}`,
+      number: `FP-${issueDate.slice(0, 4)}-${serial}`,
+      salesOrderId: order.id,
+      reference: order.reference,
+      customerCode: typeof order.customerCode === 'string' ? order.customerCode : '',
+      currency: order.currency,
+      amount: formatMoney(amount),
+      paid: formatMoney(paid),
+      open: formatMoney(amount - paid),
+      status: paid === 0n ? 'open' : paid >= amount ? 'paid' : 'partially_paid',
+      issueDate,
+      dueDate: addDays(issueDate, paymentTermsDays),
+      createdAt: new Date().toISOString(),
+    }
+    storeInvoice(invoice)
+    return invoice
+  }
+
+  /** A page by id (ids are issued in sequence: `${prefix}${n}`), after `after`, changed since `since`. */
+  function page<T extends { updatedAt?: unknown; createdAt: string }>(
+    get: (n: number) => T | undefined,
+    last: number,
+    query: { after?: string; since?: string; limit?: string },
+  ): T[] {
+    const limit = Math.min(Math.max(Number(query.limit ?? 500) || 500, 1), 5000)
+    const start = query.after === undefined ? 1 : Number(/(\d+)$/.exec(query.after)?.[1] ?? 0) + 1
+    const since = query.since === undefined ? undefined : Date.parse(query.since)
+    const out: T[] = []
+    for (let n = start; n <= last && out.length < limit; n++) {
+      const item = get(n)
+      if (!item) continue
+      const changed = Date.parse(typeof item.updatedAt === 'string' ? item.updatedAt : item.createdAt)
+      if (since !== undefined && !(changed >= since)) continue
+      out.push(item)
+    }
+    return out
+  }
+
+  function listOf(value: string | string[] | undefined): string[] | undefined {
+    if (value === undefined) return undefined
+    return (Array.isArray(value) ? value : [value]).flatMap((v) => v.split(',')).filter((v) => v.length > 0)
+  }
+
+  function creditOf(customerId: string): SimulatedCredit {
+    const settings = { ...creditDefaults, ...customers.get(customerId) }
+    let outstanding = toMicros(settings.openingBalance) ?? 0n
+    let overdueAmount = 0n
+    const now = today()
+    for (const order of orders.values()) {
+      if (order.customerCode !== customerId) continue
+      const invoiceId = invoiceIdBySalesOrder.get(order.id)
+      const invoice = invoiceId === undefined ? undefined : invoices.get(invoiceId)
+      if (invoice) {
+        const open = toMicros(invoice.open)!
+        outstanding += open
+        if (open > 0n && invoice.dueDate < now) overdueAmount += open
+      } else if (order.status !== 'cancelled') {
+        outstanding += toMicros(order.total) ?? 0n
+      }
+    }
+    const limit = toMicros(settings.limit) ?? 0n
+    return {
+      customerId,
+      currency: settings.currency,
+      limit: formatMoney(limit),
+      outstanding: formatMoney(outstanding),
+      available: formatMoney(limit - outstanding),
+      overdue: settings.overdue || overdueAmount > 0n,
+      overdueAmount: formatMoney(overdueAmount),
+    }
+  }
+
+  function setCredit(customerId: string, patch: CustomerCreditSettings): SimulatedCredit {
+    customers.set(customerId, { ...customers.get(customerId), ...patch })
+    return creditOf(customerId)
+  }
+
+  function issueInvoice(salesOrderId: string, body: z.infer<typeof invoiceBodySchema> = {}): { invoice: SimulatedInvoice; created: boolean } {
+    const order = orders.get(salesOrderId)
+    if (!order) throw new ErpRefusal(404, 'not_found', `no sales order ${salesOrderId}`)
+    const existingId = invoiceIdBySalesOrder.get(salesOrderId)
+    if (existingId !== undefined) return { invoice: invoices.get(existingId)!, created: false }
+    if (order.status === 'cancelled') throw new ErpRefusal(409, 'sales_order_cancelled', `sales order ${salesOrderId} is cancelled`)
+    const amount = toMicros(order.total)
+    if (amount === undefined || amount <= 0n) throw new ErpRefusal(422, 'no_total', `sales order ${salesOrderId} has no positive decimal total to invoice`)
+    invoiceCounter += 1
+    const serial = String(invoiceCounter).padStart(6, '0')
+    const issueDate = today()
+    const invoice: SimulatedInvoice = {
+      id: `INV-${serial}`,
+      number: `FP-${issueDate.slice(0, 4)}-${serial}`,
+      salesOrderId,
+      reference: order.reference,
+      customerCode: typeof order.customerCode === 'string' ? order.customerCode : '',
+      currency: order.currency,
+      amount: formatMoney(amount),
+      paid: '0.00',
+      open: formatMoney(amount),
+      status: 'open',
+      issueDate,
+      dueDate: body.dueDate ?? addDays(issueDate, paymentTermsDays),
+      createdAt: new Date().toISOString(),
+    }
+    storeInvoice(invoice)
+    outbox.emit({
+      event: 'invoice.issued',
+      occurredAt: invoice.createdAt,
+      invoice: {
+        id: invoice.id,
+        number: invoice.number,
+        salesOrderId,
+        reference: invoice.reference,
+        amount: invoice.amount,
+        currency: invoice.currency,
+        issueDate: invoice.issueDate,
+        dueDate: invoice.dueDate,
+      },
+    })
+    if (options.autoPayAfterMs !== undefined) later(options.autoPayAfterMs, () => registerPayment(invoice.id, invoices.get(invoice.id)!.open))
+    return { invoice, created: true }
+  }
+
+  function registerPayment(invoiceId: string, amountText: string): SimulatedPayment {
+    const invoice = invoices.get(invoiceId)
+    if (!invoice) throw new ErpRefusal(404, 'not_found', `no invoice ${invoiceId}`)
+    const amount = toMicros(amountText)
+    if (amount === undefined || amount <= 0n) throw new ErpRefusal(422, 'validation', 'a payment is a positive decimal amount')
+    const open = toMicros(invoice.open)!
+    if (amount > open) throw new ErpRefusal(422, 'overpayment', `invoice ${invoice.number} has ${invoice.open} ${invoice.currency} open`)
+    const paid = toMicros(invoice.paid)! + amount
+    invoice.paid = formatMoney(paid)
+    invoice.open = formatMoney(open - amount)
+    invoice.status = open - amount === 0n ? 'paid' : 'partially_paid'
+    const payment: SimulatedPayment = {
+      id: `PAY-${String(payments.length + 1).padStart(6, '0')}`,
+      invoiceId,
+      invoiceNumber: invoice.number,
+      salesOrderId: invoice.salesOrderId,
+      reference: invoice.reference,
+      amount: formatMoney(amount),
+      currency: invoice.currency,
+      receivedAt: new Date().toISOString(),
+    }
+    payments.push(payment)
+    outbox.emit({
+      event: 'payment.received',
+      occurredAt: payment.receivedAt,
+      payment: { ...payment },
+      invoice: { amount: invoice.amount, paid: invoice.paid, open: invoice.open, status: invoice.status },
+    })
+    return payment
+  }
+
+  function refuse(reply: FastifyReply, err: unknown): FastifyReply {
+    if (!(err instanceof ErpRefusal)) throw err
+    return reply.code(err.status).send(errorBody(err.code, err.message))
+  }
+
+  function invalid(reply: FastifyReply, what: string, error: z.ZodError): FastifyReply {
+    const details = error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }))
+    return reply.code(422).send(errorBody('validation', `the ${what} is invalid`, details))
   }
 
   const app = Fastify({ logger: false, forceCloseConnections: true })
@@ -303,6 +701,7 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
     const payload = JSON.stringify(order)
     // Like Stripe: only a request that ran is remembered, so a fixed invalid body can be sent again.
     if (idempotencyKey !== undefined) responsesByKey.set(idempotencyKey, { fingerprint, status: 201, payload })
+    if (options.autoInvoiceAfterMs !== undefined) later(options.autoInvoiceAfterMs, () => issueInvoice(order.id))
     if (drops > 0) {
       drops -= 1
       reply.hijack()
@@ -312,12 +711,22 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
     return reply.code(201).type('application/json').send(payload)
   })
 
-  app.get('/sales-orders', (request: FastifyRequest<{ Querystring: { reference?: string | string[] } }>, reply) => {
-    const raw = request.query.reference
-    const reference = Array.isArray(raw) ? raw[0] : raw
-    const ids = reference === undefined ? [...orders.keys()] : [...(idsByReference.get(reference) ?? [])]
-    return reply.send(ids.map((id) => orders.get(id)))
-  })
+  // `?reference=` one reference; `?references=a,b,c` several at once (reconciliation);
+  // `?since=&after=&limit=` a page in id order of the orders changed since (after the id `after`).
+  app.get(
+    '/sales-orders',
+    (request: FastifyRequest<{ Querystring: { reference?: string | string[]; references?: string | string[]; since?: string; after?: string; limit?: string } }>, reply) => {
+      const raw = request.query.reference
+      const reference = Array.isArray(raw) ? raw[0] : raw
+      const references = listOf(request.query.references)
+      if (references !== undefined) return reply.send([...new Set(references)].flatMap((ref) => [...(idsByReference.get(ref) ?? [])].map((id) => orders.get(id))))
+      if (reference !== undefined) return reply.send([...(idsByReference.get(reference) ?? [])].map((id) => orders.get(id)))
+      if (request.query.since !== undefined || request.query.after !== undefined || request.query.limit !== undefined) {
+        return reply.send(page((n) => orders.get(`SO-${String(n).padStart(6, '0')}`), counter, request.query))
+      }
+      return reply.send([...orders.values()])
+    },
+  )
 
   app.get('/sales-orders/:id', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
     const order = orders.get(request.params.id)
@@ -346,6 +755,75 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
     return reply.send(order)
   })
 
+  // Invoicing is idempotent: a second call answers the first invoice (200 instead of 201).
+  app.post('/sales-orders/:id/invoice', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    const body = invoiceBodySchema.safeParse(request.body ?? {})
+    if (!body.success) return invalid(reply, 'invoice', body.error)
+    try {
+      const { invoice, created } = issueInvoice(request.params.id, body.data)
+      return reply.code(created ? 201 : 200).send(invoice)
+    } catch (err) {
+      return refuse(reply, err)
+    }
+  })
+
+  // `?salesOrderId=`; `?references=a,b,c` by our references (reconciliation); `?since=&after=&limit=` a page.
+  app.get(
+    '/invoices',
+    (request: FastifyRequest<{ Querystring: { salesOrderId?: string; references?: string | string[]; since?: string; after?: string; limit?: string } }>, reply) => {
+      const references = listOf(request.query.references)
+      if (references !== undefined) return reply.send([...new Set(references)].flatMap((ref) => [...(invoiceIdsByReference.get(ref) ?? [])].map((id) => invoices.get(id))))
+      if (request.query.since !== undefined || request.query.after !== undefined || request.query.limit !== undefined) {
+        return reply.send(page((n) => invoices.get(`INV-${String(n).padStart(6, '0')}`), invoiceCounter, request.query))
+      }
+      const { salesOrderId } = request.query
+      return reply.send([...invoices.values()].filter((invoice) => salesOrderId === undefined || invoice.salesOrderId === salesOrderId))
+    },
+  )
+
+  app.get('/invoices/:id', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    const invoice = invoices.get(request.params.id)
+    if (!invoice) return reply.code(404).send(errorBody('not_found', `no invoice ${request.params.id}`))
+    return reply.send(invoice)
+  })
+
+  app.get('/invoices/:id/payments', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    if (!invoices.has(request.params.id)) return reply.code(404).send(errorBody('not_found', `no invoice ${request.params.id}`))
+    return reply.send(payments.filter((payment) => payment.invoiceId === request.params.id))
+  })
+
+  // A payment is a new fact each time; an Idempotency-Key makes a retried registration count once.
+  app.post('/invoices/:id/payments', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    const idempotencyKey = headerValue(request.headers['idempotency-key'])
+    const storeKey = idempotencyKey === undefined ? undefined : `payment:${request.params.id}:${idempotencyKey}`
+    const fingerprint = canonicalJson(request.body)
+    const stored = storeKey === undefined ? undefined : responsesByKey.get(storeKey)
+    if (stored && stored.fingerprint !== fingerprint) {
+      return reply.code(422).send(errorBody('idempotency_key_reused', 'this Idempotency-Key was used with a different request body'))
+    }
+    if (stored) return reply.code(stored.status).header('idempotent-replayed', 'true').type('application/json').send(stored.payload)
+    const body = paymentBodySchema.safeParse(request.body)
+    if (!body.success) return invalid(reply, 'payment', body.error)
+    try {
+      const payload = JSON.stringify(registerPayment(request.params.id, body.data.amount))
+      if (storeKey !== undefined) responsesByKey.set(storeKey, { fingerprint, status: 201, payload })
+      return reply.code(201).type('application/json').send(payload)
+    } catch (err) {
+      return refuse(reply, err)
+    }
+  })
+
+  app.get('/customers/:id/credit', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    if (creditStatus !== undefined) return reply.code(creditStatus).send(errorBody('unavailable', 'the credit service is not available'))
+    return reply.send(creditOf(request.params.id))
+  })
+
+  app.patch('/customers/:id/credit', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    const body = creditPatchSchema.safeParse(request.body)
+    if (!body.success) return invalid(reply, 'credit change', body.error)
+    return reply.send(setCredit(request.params.id, body.data))
+  })
+
   await app.listen({ port: options.port ?? 0, host })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('ERP simulator is not listening on a TCP port')
@@ -354,7 +832,45 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
   return {
     url: `http://${urlHost}:${address.port}`,
     salesOrders: () => [...orders.values()].map((order) => structuredClone(order)),
+    seed(state) {
+      const salesOrderIds = (state.salesOrders ?? []).map((document) => storeSalesOrder(document).id)
+      const invoiceIds = (state.invoices ?? []).map((invoice) => seedInvoice(invoice).id)
+      return { salesOrderIds, invoiceIds }
+    },
+    drift: {
+      addSalesOrder: (document) => structuredClone(storeSalesOrder(document)),
+      updateSalesOrder(id, patch) {
+        const current = orders.get(id)
+        if (!current) throw new Error(`no sales order ${id}`)
+        const order: SimulatedSalesOrder = { ...current, ...patch, id, updatedAt: new Date().toISOString() }
+        unindex(current)
+        orders.set(id, order)
+        index(order)
+        return structuredClone(order)
+      },
+      deleteSalesOrder(id) {
+        const current = orders.get(id)
+        if (!current) throw new Error(`no sales order ${id}`)
+        unindex(current)
+        orders.delete(id)
+      },
+      updateInvoice(id, patch) {
+        const invoice = invoices.get(id)
+        if (!invoice) throw new Error(`no invoice ${id}`)
+        Object.assign(invoice, patch)
+        return { ...invoice }
+      },
+    },
     requests: () => log.map((entry) => ({ ...entry })),
+    invoices: () => [...invoices.values()].map((invoice) => ({ ...invoice })),
+    payments: () => payments.map((payment) => ({ ...payment })),
+    credit: (customerId) => creditOf(customerId),
+    setCredit: (customerId, settings) => setCredit(customerId, settings),
+    invoice: (salesOrderId, invoiceOptions) => ({ ...issueInvoice(salesOrderId, invoiceOptions).invoice }),
+    pay: (invoiceId, amount) => ({ ...registerPayment(invoiceId, amount) }),
+    setWebhookTarget: (target) => outbox.setTarget(target),
+    deliveries: () => outbox.deliveries(),
+    flushWebhooks: () => outbox.flush(),
     faults: {
       failNext(count, status, headers = {}) {
         if (count > 0) failures.push({ remaining: count, status, headers })
@@ -386,7 +902,11 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
         chaosCounts = noChaos()
       },
       injected: () => ({ ...chaosCounts }),
+      creditUnavailable(status = 503) {
+        creditStatus = status
+      },
       reset() {
+        creditStatus = undefined
         failures = []
         drops = 0
         delay = 0
@@ -394,6 +914,11 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
         chaosCounts = noChaos()
       },
     },
-    close: () => app.close(),
+    async close() {
+      for (const timer of timers) clearTimeout(timer)
+      timers.clear()
+      outbox.close()
+      await app.close()
+    },
   }
 }

@@ -17,6 +17,9 @@ export interface Connection {
   /** Sync steps per interval across all worker processes; none when unset. */
   rateLimit?: RateLimit
   circuitBreaker: CircuitBreakerSettings
+  stockPolicy: 'hold' | 'partial' | 'reject'
+  /** `crm`: its orders wait for the CRM's approval events instead of orderbridge's rules. */
+  approvedBy: 'orderbridge' | 'crm'
 }
 
 export interface ConnectionRegistry {
@@ -60,6 +63,8 @@ export function createConnectionRegistry(
         concurrency: c.concurrency ?? connector.manifest.limits?.concurrency ?? 8,
         ...(c.rateLimit ? { rateLimit: c.rateLimit } : {}),
         circuitBreaker: breakerSettings(c.circuitBreaker),
+        stockPolicy: c.stockPolicy ?? 'hold',
+        approvedBy: c.approvedBy ?? 'orderbridge',
       },
     ]
   })
@@ -68,7 +73,8 @@ export function createConnectionRegistry(
   if (erp && !erp.connector.salesOrders) issues.push({ path: 'pipeline.erp', message: `connector "${erp.connector.manifest.id}" cannot create sales orders` })
   if (erp && !erp.mappings.salesOrder) issues.push({ path: 'pipeline.erp', message: `connection "${erp.id}" needs mappings.salesOrder` })
   for (const c of connections) {
-    if (c.connector.webhooks && !c.mappings.inbound) issues.push({ path: `connections[${config.connections.findIndex((x) => x.id === c.id)}].mappings.inbound`, message: 'a source connection needs an inbound mapping' })
+    // Orders come in through a CRM's mapping; fulfilment events from a WMS or ERP need none.
+    if ((c.connector.webhooks || c.connector.customWebhooks || c.connector.poll) && c.connector.manifest.roles.includes('crm') && !c.mappings.inbound) issues.push({ path: `connections[${config.connections.findIndex((x) => x.id === c.id)}].mappings.inbound`, message: 'a source connection needs an inbound mapping' })
   }
   const inventory = config.pipeline.inventory ? byId.get(config.pipeline.inventory) : undefined
   if (inventory && !inventory.connector.manifest.roles.includes('inventory')) {

@@ -23,6 +23,16 @@ export interface FailureDetails {
   httpStatus?: number
   /** When the remote said how long to wait (Retry-After), in milliseconds. */
   retryAfterMs?: number
+  /** Insufficient stock for an all-or-nothing reservation: what each short line asked for and could get. */
+  missing?: MissingStock[]
+}
+
+/** Quantities are decimal strings, as in the inventory capability. */
+export interface MissingStock {
+  lineId: string
+  sku: string
+  requested: string
+  available: string
 }
 
 export class SyncFailure extends Error {

@@ -4,5 +4,18 @@
 export * from './connector.ts'
 export * from './failure.ts'
 export { failureKindForStatus, parseRetryAfter } from './http-status.ts'
-export { createHttpClient, classifyHttpError } from './http-client.ts'
+export {
+  createHttpClient,
+  classifyHttpError,
+  recordExchanges,
+  withExchangeCapture,
+  isSecretName,
+  secretValuesOf,
+  redactedMarker,
+  type HttpClientOptions,
+  type HttpExchange,
+  type ExchangeRecordOptions,
+} from './http-client.ts'
 export { signStandardWebhook, verifyStandardWebhook, type WebhookHeaders } from './standard-webhooks.ts'
+export * from './xml.ts'
+export * from './session-cache.ts'

@@ -14,7 +14,8 @@
  * - synced, failed, dead, needsAttention, cancelled: links, one per order and target, by their
  *   status now: synced (the target holds the order's current version), retrying (shown as failed:
  *   a retryable failure, another try is scheduled), dead (retries used up), needs_attention (a
- *   permanent failure), cancelled (the target's order was cancelled, or never created). `since`
+ *   permanent failure), cancelled (the target's order was cancelled, or never created), held (a
+ *   stock reservation waiting for stock: counted as `onHold`). `since`
  *   counts links that reached that status since then. `links` has every status, so it adds up to
  *   the number of links.
  * - replayed: replays made by a person: link replays (rows in replays, one per link, bulk or not)
@@ -24,7 +25,7 @@
  */
 import type { Queryable } from '../db/database.ts'
 
-export const linkStatuses = ['pending', 'retrying', 'synced', 'dead', 'needs_attention', 'resolved', 'cancelled'] as const
+export const linkStatuses = ['pending', 'retrying', 'held', 'synced', 'dead', 'needs_attention', 'resolved', 'cancelled'] as const
 export const inboxStatuses = ['pending', 'processed', 'stale', 'needs_attention', 'dismissed'] as const
 
 export interface Counters {
@@ -39,6 +40,8 @@ export interface Counters {
   replayed: number
   staleSkipped: number
   cancelled: number
+  /** Stock reservations waiting for stock. */
+  onHold: number
   links: Record<(typeof linkStatuses)[number], number>
   inbox: Record<(typeof inboxStatuses)[number], number>
 }
@@ -54,6 +57,7 @@ const zero = (): Counters => ({
   replayed: 0,
   staleSkipped: 0,
   cancelled: 0,
+  onHold: 0,
   links: Object.fromEntries(linkStatuses.map((s) => [s, 0])) as Counters['links'],
   inbox: Object.fromEntries(inboxStatuses.map((s) => [s, 0])) as Counters['inbox'],
 })
@@ -102,6 +106,7 @@ export async function countersByConnection(db: Queryable, options: { since?: Dat
     c.dead = c.links.dead
     c.needsAttention = c.links.needs_attention
     c.cancelled = c.links.cancelled
+    c.onHold = c.links.held
   }
   return byConnection
 }

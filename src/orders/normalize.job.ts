@@ -4,16 +4,21 @@
  * Calls no connector; a document that cannot be mapped waits in "needs attention", never retried blindly.
  */
 import { randomUUID } from 'node:crypto'
-import type { ConnectionRegistry } from '../connections/connection-registry.ts'
+import type { Connection, ConnectionRegistry } from '../connections/connection-registry.ts'
 import type { Database, Queryable } from '../db/database.ts'
 import { applyMapping, type MappingCatalog } from '../mapping/mapping-catalog.ts'
 import { describeMappingError } from '../mapping/compile-mapping.ts'
 import type { SyncJob } from '../queue/queues.ts'
 import { issuesOf } from '../shared/field-issues.ts'
 import { appendChanges, type ChangeInput } from '../status/change-feed.ts'
-import { lockOrderBySource, recordHistory, type OrderEventInput } from './order.repository.ts'
+import { findOrderBySource, lockOrderBySource, recordHistory, type OrderEventInput } from './order.repository.ts'
 import { mappedOrderSchema, withTotals, type CanonicalOrder } from './order.schemas.ts'
 import { canTransition, type OrderState } from './order-state.ts'
+import { newUnitOfWork, type Lifecycle, type OrderRef, type UnitOfWork } from './lifecycle.ts'
+import { applyFulfilmentEvent } from './fulfilment.job.ts'
+import { addApprovals, requestApprovals } from '../approvals/approval-decisions.ts'
+import { fulfilmentEventTypes, type FulfilmentEventType, type Logger } from '../connector-kit/index.ts'
+import type { NotificationSettings } from '../notifications/notification.schemas.ts'
 
 export const normalizeStepId = 'normalize'
 export const salesOrderOperation = 'salesOrders.upsert'
@@ -22,10 +27,15 @@ export interface NormalizeDeps {
   db: Database
   connections: ConnectionRegistry
   mappings: MappingCatalog
+  lifecycle: Lifecycle
+  notifications: Pick<NotificationSettings, 'rules'>
+  log: Logger
 }
 
+/** `work` holds the steps and reminders to enqueue once the event's transaction has committed. */
 export type NormalizeOutcome =
-  | { result: 'applied'; orderId: string; syncJobs: Omit<SyncJob, 'correlationId'>[] }
+  | { result: 'applied'; orderId: string | null; work: UnitOfWork }
+  | { result: 'refused'; orderId: string | null; reason: string; work: UnitOfWork }
   | { result: 'stale'; orderId: string }
   | { result: 'needs_attention'; errors: string[] }
   | { result: 'already_done' }
@@ -60,25 +70,48 @@ export async function normalizeInboxEvent(deps: NormalizeDeps, inboxId: number):
 
 async function normalizeEvent(deps: NormalizeDeps, event: InboxRow | undefined): Promise<NormalizeOutcome> {
   if (!event || event.status !== 'pending') return { result: 'already_done' }
-  const inboxId = event.id
-  const mapped = await mapDocument(deps, event)
-  if (!mapped.ok) {
-    await deps.db.transaction(async (tx) => {
-      await tx.query(`update inbox_events set status = 'needs_attention', processed_at = now(), errors = $2, mapping_version = $3, first_mapping_version = coalesce(first_mapping_version, $3) where id = $1 and status = 'pending'`, [
-        inboxId,
-        JSON.stringify(mapped.errors),
-        mapped.mappingVersion ?? null,
-      ])
-      await appendChanges(tx, [{ type: 'event.needs_attention', connectionId: event.connection_id, data: { eventId: String(inboxId), externalId: event.external_id, errors: mapped.errors } }])
-    })
-    return { result: 'needs_attention', errors: mapped.errors }
-  }
   try {
+    if (isFulfilmentEvent(event.event_type)) return await applyFulfilment(deps, { ...event, event_type: event.event_type })
+    const mapped = await mapDocument(deps, event)
+    if (!mapped.ok) {
+      // A cancellation needs no document of its own: a source that sends (or still has) less than
+      // a whole order when cancelling cancels the order as we hold it.
+      const held = event.event_type === 'order.cancelled' ? await findOrderBySource(deps.db, event.connection_id, event.external_id) : undefined
+      if (!held) return await needsAttention(deps, event, mapped.errors, mapped.mappingVersion)
+      return await deps.db.transaction((tx) => applyEvent(tx, deps, { ...event, mapping_version: mapped.mappingVersion ?? null }, held.document))
+    }
     return await deps.db.transaction((tx) => applyEvent(tx, deps, { ...event, mapping_version: mapped.mappingVersion }, mapped.order))
   } catch (err) {
     if (err instanceof AlreadyApplied) return { result: 'already_done' }
     throw err
   }
+}
+
+const isFulfilmentEvent = (type: string): type is FulfilmentEventType => (fulfilmentEventTypes as readonly string[]).includes(type)
+
+async function needsAttention(deps: NormalizeDeps, event: InboxRow, errors: string[], mappingVersion?: number): Promise<NormalizeOutcome> {
+  await deps.db.transaction(async (tx) => {
+    await tx.query(`update inbox_events set status = 'needs_attention', processed_at = now(), errors = $2, mapping_version = $3, first_mapping_version = coalesce(first_mapping_version, $3) where id = $1 and status = 'pending'`, [
+      event.id,
+      JSON.stringify(errors),
+      mappingVersion ?? null,
+    ])
+    await appendChanges(tx, [{ type: 'event.needs_attention', connectionId: event.connection_id, data: { eventId: String(event.id), externalId: event.external_id, errors } }])
+  })
+  return { result: 'needs_attention', errors }
+}
+
+async function applyFulfilment(deps: NormalizeDeps, event: InboxRow & { event_type: FulfilmentEventType }): Promise<NormalizeOutcome> {
+  const work = newUnitOfWork()
+  const outcome = await deps.db.transaction(async (tx) => {
+    const applied = await applyFulfilmentEvent(tx, { lifecycle: deps.lifecycle, connection: deps.connections.get(event.connection_id), notifications: deps.notifications }, work, event)
+    if (!applied.applied && applied.needsAttention) return applied
+    await settleInbox(tx, event, 'processed', applied.orderId, applied.applied ? null : [applied.reason])
+    await deps.lifecycle.finish(tx, work)
+    return applied
+  })
+  if (!outcome.applied && outcome.needsAttention) return needsAttention(deps, event, [outcome.reason])
+  return outcome.applied ? { result: 'applied', orderId: outcome.orderId, work } : { result: 'refused', orderId: outcome.orderId, reason: outcome.reason, work }
 }
 
 /** Another run of the same job applied the event first; thrown to roll this run back. */
@@ -89,7 +122,7 @@ class AlreadyApplied extends Error {}
  * transaction began, so a job that ran twice (a worker thought dead) finds it no longer pending
  * here, after waiting on the row, and rolls back instead of applying it a second time.
  */
-async function settleInbox(tx: Queryable, event: InboxRow, status: 'processed' | 'stale', orderId: string, errors: string[] | null): Promise<void> {
+async function settleInbox(tx: Queryable, event: InboxRow, status: 'processed' | 'stale', orderId: string | null, errors: string[] | null): Promise<void> {
   const [settled] = await tx.query(
     `update inbox_events set status = $2, processed_at = now(), order_id = $3, errors = $4, mapping_version = $5, first_mapping_version = coalesce(first_mapping_version, $5)
      where id = $1 and status = 'pending' returning id`,
@@ -105,7 +138,9 @@ async function mapDocument(deps: NormalizeDeps, event: InboxRow): Promise<Mapped
   const mappingId = connection?.mappings.inbound
   if (!mappingId) return { ok: false, errors: [`connection "${event.connection_id}" has no inbound mapping`] }
   const mapping = event.mapping_version ? await deps.mappings.version(mappingId, event.mapping_version) : await deps.mappings.active(mappingId)
-  const result = await applyMapping(deps.mappings, mapping, event.document)
+  const document = connection.connector.enrichment ? await enrich(deps, connection, event) : { ok: true as const, value: event.document }
+  if (!document.ok) return { ok: false, errors: document.errors, mappingVersion: mapping.version }
+  const result = await applyMapping(deps.mappings, mapping, document.value)
   if (!result.ok) return { ok: false, errors: result.errors.map(describeMappingError), mappingVersion: mapping.version }
   const order = mappedOrderSchema.safeParse(result.value)
   if (!order.success) {
@@ -114,74 +149,108 @@ async function mapDocument(deps: NormalizeDeps, event: InboxRow): Promise<Mapped
   return { ok: true, order: withTotals(order.data), mappingVersion: mapping.version }
 }
 
-async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, order: CanonicalOrder): Promise<NormalizeOutcome> {
+/**
+ * Completes a partial delivery through the source's API. A failure that may pass (network, 5xx,
+ * rate limit) is thrown, so the normalize job retries; a permanent one puts the event in needs-attention.
+ */
+async function enrich(deps: NormalizeDeps, connection: Connection, event: InboxRow): Promise<{ ok: true; value: Record<string, unknown> } | { ok: false; errors: string[] }> {
+  const ctx = { connectionId: connection.id, settings: connection.settings, secrets: connection.secrets, log: deps.log }
+  try {
+    return { ok: true, value: await connection.connector.enrichment!.enrich(ctx, { type: event.event_type, externalId: event.external_id, document: event.document }) }
+  } catch (err) {
+    const failure = connection.connector.classify(err, ctx)
+    if (failure.retryable) throw failure
+    return { ok: false, errors: [`${connection.id} could not complete the order: ${failure.kind}: ${failure.message}`] }
+  }
+}
+
+async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, document: CanonicalOrder): Promise<NormalizeOutcome> {
   const cause = `${event.connection_id} event ${event.id} (${event.event_type}, version ${event.source_version})`
-  const events: OrderEventInput[] = []
-  const changes: ChangeInput[] = []
-  const erp = deps.connections.pipeline.erp
+  const work = newUnitOfWork()
+  const { lifecycle } = deps
   const cancelled = event.event_type === 'order.cancelled'
-  const initialState: OrderState = cancelled ? 'cancelled' : 'approved'
 
   // Inserting first makes a concurrent first event for the same order wait on this row, not race it.
-  // A new order is inserted in the state its first event leads to.
   const [inserted] = await tx.query<{ id: string }>(
     `insert into orders (id, source_connection, external_id, state, source_version, document, currency, total)
-     values ($1, $2, $3, $8, $4, $5, $6, $7)
+     values ($1, $2, $3, 'received', $4, $5, $6, $7)
      on conflict (source_connection, external_id) do nothing returning id`,
-    [randomUUID(), event.connection_id, event.external_id, event.source_version, JSON.stringify(order), order.currency, order.total, initialState],
+    [randomUUID(), event.connection_id, event.external_id, event.source_version, JSON.stringify(document), document.currency, document.total],
   )
-  let orderId: string
-  let state: OrderState
+  let refusal: string | undefined
+  let order: OrderRef
   if (inserted) {
-    orderId = inserted.id
-    state = initialState
-    events.push({ orderId, kind: 'received', to: 'received', cause })
-    changes.push({ type: 'order.created', orderId, connectionId: event.connection_id, data: { externalId: event.external_id, total: order.total, currency: order.currency } })
-    // Approval rules come with the approval stage; until then every order is approved by policy.
-    events.push({ orderId, kind: 'transition', from: 'received', to: state, cause: cancelled ? cause : 'policy: no approval rules configured' })
-    changes.push({ type: 'order.state_changed', orderId, data: { from: 'received', to: state } })
+    order = { id: inserted.id, state: 'received', sourceConnection: event.connection_id, sourceVersion: event.source_version, document }
+    work.events.push({ orderId: order.id, kind: 'received', to: 'received', cause })
+    work.changes.push({ type: 'order.created', orderId: order.id, connectionId: event.connection_id, data: { externalId: event.external_id, total: document.total, currency: document.currency } })
+    if (cancelled) await lifecycle.transition(tx, work, order, 'cancelled', cause)
+    else await startApproval(tx, deps, work, order)
   } else {
     const existing = await lockOrderBySource(tx, event.connection_id, event.external_id)
     if (!existing) throw new Error(`order ${event.external_id} vanished under its lock`)
-    orderId = existing.id
-    state = existing.state
+    order = existing
     if (event.source_version <= existing.sourceVersion) {
       const reason = event.source_version === existing.sourceVersion ? 'repeated version' : `older than version ${existing.sourceVersion}`
-      await settleInbox(tx, event, 'stale', orderId, [reason])
-      await recordHistory(tx, [{ orderId, kind: 'stale_skipped', cause, detail: { reason, sourceVersion: event.source_version } }], [])
-      return { result: 'stale', orderId }
+      await settleInbox(tx, event, 'stale', order.id, [reason])
+      await recordHistory(tx, [{ orderId: order.id, kind: 'stale_skipped', cause, detail: { reason, sourceVersion: event.source_version } }], [])
+      return { result: 'stale', orderId: order.id }
     }
-    events.push({ orderId, kind: 'updated', cause, detail: { sourceVersion: event.source_version } })
-    changes.push({ type: 'order.updated', orderId, connectionId: event.connection_id, data: { sourceVersion: event.source_version, total: order.total } })
-    if (cancelled && canTransition(state, 'cancelled')) {
-      events.push({ orderId, kind: 'transition', from: state, to: 'cancelled', cause })
-      changes.push({ type: 'order.state_changed', orderId, data: { from: state, to: 'cancelled' } })
-      state = 'cancelled'
-    } else if (cancelled) {
-      events.push({ orderId, kind: 'refused', cause, detail: { reason: `an order in state ${state} cannot be cancelled` } })
-    }
-    await tx.query('update orders set document = $2, source_version = $3, currency = $4, total = $5, state = $6, revision = revision + 1, updated_at = now() where id = $1', [
-      orderId,
-      JSON.stringify(order),
+    await tx.query('update orders set document = $2, source_version = $3, currency = $4, total = $5, revision = revision + 1, updated_at = now() where id = $1', [
+      order.id,
+      JSON.stringify(document),
       event.source_version,
-      order.currency,
-      order.total,
-      state,
+      document.currency,
+      document.total,
     ])
+    order = { ...existing, sourceVersion: event.source_version, document }
+    work.events.push({ orderId: order.id, kind: 'updated', cause, detail: { sourceVersion: event.source_version } })
+    work.changes.push({ type: 'order.updated', orderId: order.id, connectionId: event.connection_id, data: { sourceVersion: event.source_version, total: document.total } })
+    if (cancelled && canTransition(order.state, 'cancelled')) await lifecycle.transition(tx, work, order, 'cancelled', cause)
+    else if (cancelled) refusal = `an order in state ${order.state} cannot be cancelled`
+    else if (afterShipment.includes(order.state)) refusal = `an order in state ${order.state} cannot be changed any more`
+    // The targets follow the new version: stock first, then the ERP order.
+    else if (fulfilling.includes(order.state)) await lifecycle.resumeFulfilment(tx, work, order)
+    // What was approved is not what is asked now: the approvals start again under the rules.
+    else if (order.state === 'pending_approval' && deps.connections.get(order.sourceConnection)?.approvedBy !== 'crm') await restartApproval(tx, deps, work, order)
+    if (refusal) {
+      work.events.push({ orderId: order.id, kind: 'refused', cause, detail: { reason: refusal } })
+      work.changes.push({ type: 'event.refused', orderId: order.id, connectionId: event.connection_id, data: { eventId: String(event.id), reason: refusal } })
+      await lifecycle.requestStatusWriteback(tx, work, order)
+    }
   }
+  await settleInbox(tx, event, 'processed', order.id, refusal ? [refusal] : null)
+  await lifecycle.finish(tx, work)
+  return refusal ? { result: 'refused', orderId: order.id, reason: refusal, work } : { result: 'applied', orderId: order.id, work }
+}
 
-  // The sync step makes the ERP match this version: it creates, updates, or cancels. An order
-  // cancelled before it was ever sent needs no step.
-  const syncJobs: Omit<SyncJob, 'correlationId'>[] = []
-  const linked = await tx.query(
-    state === 'cancelled'
-      ? `update links set status = 'pending', updated_at = now() where order_id = $1 and connection_id = $2 and operation = $3 returning order_id`
-      : `insert into links (order_id, connection_id, operation, status) values ($1, $2, $3, 'pending')
-         on conflict (order_id, connection_id, operation) do update set status = 'pending', updated_at = now() returning order_id`,
-    [orderId, erp.id, salesOrderOperation],
-  )
-  if (linked.length) syncJobs.push({ orderId, connectionId: erp.id, operation: salesOrderOperation, sourceVersion: event.source_version })
-  await settleInbox(tx, event, 'processed', orderId, null)
-  await recordHistory(tx, events, changes)
-  return { result: 'applied', orderId, syncJobs }
+/** States whose targets follow a new source version; before them the order has not reached the targets. */
+const fulfilling: readonly OrderState[] = ['approved', 'on_hold', 'reserved', 'pending_shipment']
+const afterShipment: readonly OrderState[] = ['shipped', 'delivered', 'completed']
+
+/** A changed order waiting for approval: earlier decisions were about other amounts, so they go. */
+async function restartApproval(tx: Queryable, deps: NormalizeDeps, work: UnitOfWork, order: OrderRef): Promise<void> {
+  const required = await deps.lifecycle.approvalsFor(tx, order.document)
+  const dropped = await tx.query<{ level: string; status: string }>('delete from approvals where order_id = $1 returning level, status', [order.id])
+  work.events.push({ orderId: order.id, kind: 'approvals_restarted', cause: 'the order changed while waiting for approval', detail: { dropped, required: required.levels } })
+  if (!required.levels.length) {
+    await deps.lifecycle.transition(tx, work, order, 'approved', `policy: ${required.reasons.join('; ')}`)
+    return
+  }
+  const erp = deps.connections.pipeline.erp
+  await addApprovals(tx, deps.lifecycle, work, order, required, erp.connector.credit ? erp : undefined)
+}
+
+/** A new order: approval by the active rules, or by the CRM when its connection runs approval. */
+async function startApproval(tx: Queryable, deps: NormalizeDeps, work: UnitOfWork, order: OrderRef): Promise<void> {
+  if (deps.connections.get(order.sourceConnection)?.approvedBy === 'crm') {
+    await deps.lifecycle.transition(tx, work, order, 'pending_approval', `${order.sourceConnection} runs approval: waiting for its decision`)
+    return
+  }
+  const required = await deps.lifecycle.approvalsFor(tx, order.document)
+  if (!required.levels.length) {
+    await deps.lifecycle.transition(tx, work, order, 'approved', `policy: ${required.reasons.join('; ')}`)
+    return
+  }
+  const erp = deps.connections.pipeline.erp
+  await requestApprovals(tx, deps.lifecycle, work, order, required, erp.connector.credit ? erp : undefined)
 }

@@ -19,7 +19,8 @@ export type OrderState = (typeof orderStates)[number]
 const transitions: Record<OrderState, readonly OrderState[]> = {
   received: ['pending_approval', 'approved', 'rejected', 'cancelled'],
   pending_approval: ['approved', 'rejected', 'cancelled'],
-  approved: ['reserved', 'on_hold', 'pending_shipment', 'cancelled'],
+  // rejected: the stock policy rejects orders it cannot reserve.
+  approved: ['reserved', 'on_hold', 'pending_shipment', 'rejected', 'cancelled'],
   on_hold: ['approved', 'reserved', 'rejected', 'cancelled'],
   // Without an inventory connection, the ERP order is created straight from `approved`.
   reserved: ['pending_shipment', 'on_hold', 'cancelled'],

@@ -16,6 +16,11 @@ export interface OrderRow {
   document: CanonicalOrder
   currency: string
   total: string
+  /** The payment track: not_invoiced, invoiced, partially_paid, paid. */
+  paymentState: string
+  amountPaid: string
+  /** Lines short of stock while the order is on hold. */
+  hold: { missing: { lineId: string; sku: string; requested: string; available: string }[] } | null
   createdAt: string
   updatedAt: string
 }
@@ -40,7 +45,8 @@ export interface TimelineEntry {
   detail: Record<string, unknown> | null
 }
 
-const orderColumns = 'id, source_connection, external_id, state, source_version, revision, document, currency, total::text as total, created_at, updated_at'
+const orderColumns =
+  'id, source_connection, external_id, state, source_version, revision, document, currency, total::text as total, payment_state, amount_paid::text as amount_paid, hold, created_at, updated_at'
 
 export function orderFromRow(r: Record<string, unknown>): OrderRow {
   return {
@@ -53,6 +59,9 @@ export function orderFromRow(r: Record<string, unknown>): OrderRow {
     document: r.document as CanonicalOrder,
     currency: r.currency as string,
     total: r.total as string,
+    paymentState: r.payment_state as string,
+    amountPaid: r.amount_paid as string,
+    hold: r.hold as OrderRow['hold'],
     createdAt: (r.created_at as Date).toISOString(),
     updatedAt: (r.updated_at as Date).toISOString(),
   }
@@ -78,6 +87,11 @@ export function selectOrder(idParam: string): string {
 
 export async function findOrder(db: Queryable, id: string): Promise<OrderRow | undefined> {
   const [row] = await db.query(`select ${orderColumns} from orders where id = $1`, [id])
+  return row && orderFromRow(row)
+}
+
+export async function findOrderBySource(db: Queryable, connectionId: string, externalId: string): Promise<OrderRow | undefined> {
+  const [row] = await db.query(`select ${orderColumns} from orders where source_connection = $1 and external_id = $2`, [connectionId, externalId])
   return row && orderFromRow(row)
 }
 
@@ -126,9 +140,17 @@ export async function linksOf(db: Queryable, orderIds: readonly string[]): Promi
   return rows.map(toLink)
 }
 
+/** What happened to the order, oldest first: its transitions and events, and every call made to another system for it. */
 export async function timelineOf(db: Queryable, orderId: string): Promise<TimelineEntry[]> {
   const rows = await db.query<Record<string, unknown>>(
-    'select at, kind, from_state, to_state, cause, detail from order_events where order_id = $1 order by id',
+    `select at, kind, from_state, to_state, cause, detail from (
+       select at, id as n, 0 as source, kind, from_state, to_state, cause, detail from order_events where order_id = $1
+       union all
+       select started_at, id, 1, 'external_call', null, null, connection_id || ' ' || operation || ': ' || outcome,
+         jsonb_strip_nulls(jsonb_build_object('connection', connection_id, 'operation', operation, 'outcome', outcome, 'version', source_version,
+           'durationMs', duration_ms, 'externalId', external_id, 'failureKind', failure_kind, 'error', error_message))
+       from sync_attempts where order_id = $1) t
+     order by at, source, n`,
     [orderId],
   )
   return rows.map((r) => ({

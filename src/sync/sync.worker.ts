@@ -11,7 +11,8 @@ import type { Connection } from '../connections/connection-registry.ts'
 import { isSyncFailure } from '../connector-kit/index.ts'
 import { syncJobSchema, syncQueueName, type SyncJob } from '../queue/queues.ts'
 import { createCircuitBreaker, type CircuitBreaker, type StepEvidence } from './circuit-breaker.ts'
-import { upsertSalesOrder, type StepOutcome, type SyncDeps } from './upsert-sales-order.step.ts'
+import { stepFor } from './steps.ts'
+import type { StepOutcome, SyncDeps } from './step-runtime.ts'
 
 const conflictDelayMs = 500
 /** Waits (conflicts, Retry-After) use no attempt; this bounds them so a remote can't keep a job forever. */
@@ -73,7 +74,9 @@ export function startSyncWorker(deps: SyncDeps, options: SyncWorkerOptions): Syn
       const lastTry = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
       try {
         // The job id owns the lease, so the same job recovered after its worker died takes it back at once.
-        const outcome = await upsertSalesOrder(deps, { job: data, runId: jobId, lastTry })
+        const step = stepFor(data.operation)
+        if (!step) throw new UnrecoverableError(`no step runs operation ${data.operation}`)
+        const outcome = await step(deps, { job: data, runId: jobId, lastTry })
         await breaker.record(jobId, evidenceOf(outcome))
         return outcome
       } catch (err) {
@@ -119,7 +122,7 @@ export function startSyncWorker(deps: SyncDeps, options: SyncWorkerOptions): Syn
 
 /** A step that never called the remote says nothing about it: skipped, or nothing to cancel. */
 function evidenceOf(outcome: StepOutcome): StepEvidence {
-  if (outcome.result === 'synced') return { outcome: 'success' }
+  if (outcome.result === 'synced' || outcome.result === 'waiting') return { outcome: 'success' }
   if (outcome.result === 'cancelled' && outcome.externalId !== undefined) return { outcome: 'success' }
   return { outcome: 'none' }
 }

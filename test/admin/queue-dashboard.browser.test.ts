@@ -36,7 +36,7 @@ describe('the ops queue dashboard at /admin/queues', { timeout: 60_000 }, () => 
   })
 
   async function createKey(role: 'ops' | 'viewer'): Promise<string> {
-    const created = await stack.api<{ key: string }>('/api/v1/api-keys', { method: 'POST', body: { name: `dashboard ${role}`, role } })
+    const created = await stack.api<{ key: string }>('/api/v1/keys', { method: 'POST', body: { name: `dashboard ${role}`, role } })
     expect(created.status).toBe(201)
     return created.body.key
   }

@@ -72,8 +72,16 @@ describe('the orderbridge command', () => {
       const summary = JSON.parse(sent.stdout.trim().split('\n').at(-1)!)
       expect(summary).toMatchObject({ sent: 20, synced: 20, failed: 0, rejected: 0 })
       const headers = { authorization: `Bearer ${credentials.adminKey}` }
-      const fromCrm = await fetch(`${url}/api/v1/orders?connection=demo-crm&externalId=SO-1002`, { headers })
-      expect(((await fromCrm.json()) as { orders: { links: { status: string }[] }[] }).orders[0]?.links[0]?.status).toBe('synced')
+      // The order the CRM simulator pushed went through too: its ERP sales order is synced (the
+      // order's other links are its stock reservation and its status written back to the CRM).
+      const erpLinkOf = async (externalId: string) => {
+        const fromCrm = await fetch(`${url}/api/v1/orders?connection=demo-crm&externalId=${externalId}`, { headers })
+        const { orders } = (await fromCrm.json()) as { orders: { links: { operation: string; status: string }[] }[] }
+        return orders[0]?.links.find((l) => l.operation === 'salesOrders.upsert')
+      }
+      const deadline = Date.now() + 20_000
+      while ((await erpLinkOf('SO-1002'))?.status !== 'synced' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+      expect((await erpLinkOf('SO-1002'))?.status).toBe('synced')
       expect(sent.stderr).toMatch(/sent 20, synced 20, failed 0, rejected 0, elapsed [\d.]+ s/)
 
       const ready = await fetch(`${url}/readyz`)

@@ -12,6 +12,7 @@ import { migrate } from '../../src/db/migrate.ts'
 import { demoConfig } from '../../src/demo/demo-environment.ts'
 import { createInboxWriter, type InboxEntry } from '../../src/ingest/inbox-writer.ts'
 import { createFileCatalog, loadMappingSpecs } from '../../src/mapping/mapping-catalog.ts'
+import { createLifecycle } from '../../src/orders/lifecycle.ts'
 import { normalizeInboxEvent } from '../../src/orders/normalize.job.ts'
 import { createQueueSet, ingestJobId, syncJobId, type QueueSet } from '../../src/queue/queues.ts'
 import { sweep } from '../../src/queue/sweeper.ts'
@@ -21,7 +22,15 @@ import { deleteQueueKeys, redisUrl } from '../support/test-redis.ts'
 import { testCredentials } from '../support/test-orderbridge.ts'
 
 const specs = loadMappingSpecs()
-const connections = createConnectionRegistry(demoConfig(testCredentials, { erpUrl: 'http://127.0.0.1:9', wmsUrl: 'http://127.0.0.1:9' }), connectors, createFileCatalog(specs))
+// The demo's whole pipeline: stock reserved in the WMS, then the ERP order, every state change written back to the CRM.
+const connections = createConnectionRegistry(
+  demoConfig(testCredentials, { erpUrl: 'http://127.0.0.1:9', wmsUrl: 'http://127.0.0.1:9', crmUrl: 'http://127.0.0.1:9' }),
+  connectors,
+  createFileCatalog(specs),
+)
+const stepConnections = createLifecycle({ connections, notifications: { rules: [] } })
+  .stepConnections()
+  .map((c) => c.id)
 
 const entry = (n: number, overrides: Partial<InboxEntry> = {}): InboxEntry => {
   const document = sampleOrder(n, `SO-S-${n}`)
@@ -34,7 +43,7 @@ describe.each(engines)('storage on %s', (engine) => {
   const prefix = uniqueName('test')
   beforeAll(async () => {
     t = await openTestDatabase(engine)
-    queues = createQueueSet({ redisUrl, prefix, syncConnections: ['demo-erp'] })
+    queues = createQueueSet({ redisUrl, prefix, syncConnections: stepConnections })
   })
   afterAll(async () => {
     await queues?.close()
@@ -46,7 +55,8 @@ describe.each(engines)('storage on %s', (engine) => {
     const inbox = createInboxWriter(t.db, async () => {})
     return Promise.all(entries.map((e) => inbox.write(e)))
   }
-  const normalize = (inboxId: number, mappings = createFileCatalog(specs)) => normalizeInboxEvent({ db: t.db, connections, mappings }, inboxId)
+  const normalize = (inboxId: number, mappings = createFileCatalog(specs)) =>
+    normalizeInboxEvent({ db: t.db, connections, mappings, lifecycle: createLifecycle({ connections, notifications: { rules: [] } }), notifications: { rules: [] }, log: console }, inboxId)
 
   it('applies migrations once', async () => {
     expect(await migrate(t.db)).toEqual([])
@@ -147,10 +157,16 @@ describe.each(engines)('storage on %s', (engine) => {
     const result = await sweep(t.db, queues, { graceSeconds: 0 })
     expect(result.inbox).toBeGreaterThanOrEqual(1)
     expect(await queues.ingest.getJob(ingestJobId([pending!.inboxId]))).toBeTruthy()
-    const step = outcome.result === 'applied' ? outcome.syncJobs[0]! : undefined
-    expect(await queues.sync('demo-erp').getJob(syncJobId(step!))).toBeTruthy()
+    // An approved order asks for its stock reservation and tells the CRM; the ERP step follows the reservation.
+    const jobs = outcome.result === 'applied' ? outcome.work.jobs : []
+    expect(jobs.map((j) => `${j.connectionId} ${j.operation}`).sort()).toEqual(['demo-crm crm.status', 'demo-wms inventory.reserve'])
+    expect(result.sync).toBeGreaterThanOrEqual(jobs.length)
+    for (const job of jobs) expect(await queues.sync(job.connectionId).getJob(syncJobId(job)), `${job.connectionId} ${job.operation}`).toBeTruthy()
     // A second sweep finds the jobs there and adds nothing twice.
+    const waitingSync = async () => (await Promise.all(stepConnections.map((id) => queues.sync(id).getJobCountByTypes('waiting')))).reduce((a, b) => a + b, 0)
+    expect(await waitingSync()).toBe(result.sync)
     await sweep(t.db, queues, { graceSeconds: 0 })
     expect(await queues.ingest.getJobCountByTypes('waiting')).toBe(result.inbox)
+    expect(await waitingSync()).toBe(result.sync)
   })
 })

@@ -15,10 +15,12 @@ describe('counters after a mixed run (postgres)', () => {
   afterAll(() => stack?.close())
 
   const findOrder = async (externalId: string) => (await stack.api(`/api/v1/orders?connection=demo-crm&externalId=${externalId}`)).body.orders[0]
+  /** Waits for the order's ERP sales-order link (its other links are the stock reservation and the CRM status). */
   const linkIn = (externalId: string, status: string, syncedVersion = 1) =>
     stack.waitFor(async () => {
       const order = await findOrder(externalId)
-      return order?.links[0]?.status === status && (status !== 'synced' || order.links[0].lastSyncedVersion >= syncedVersion) && order
+      const link = order?.links.find((l: { operation: string }) => l.operation === 'salesOrders.upsert')
+      return link?.status === status && (status !== 'synced' || link.lastSyncedVersion >= syncedVersion) && order
     }, `${externalId} ${status}`)
 
   it('counts accepted, duplicate, rejected, stale, synced, dead, needs attention and replayed from the database', async () => {
@@ -53,31 +55,49 @@ describe('counters after a mixed run (postgres)', () => {
     await stack.crm.send('order.created', sampleOrder(64, 'SO-6004'))
     await linkIn('SO-6004', 'needs_attention')
 
+    // The WMS tells orderbridge of every stock change, as signed deliveries of its own: one
+    // stock.changed per reservation made. They are counted like any delivery, at the WMS.
+    await stack.wms.flushWebhooks()
+    const fromWms = stack.wms.deliveries()
+    expect(fromWms.map((d) => [d.body.type, d.status])).toEqual(Array.from({ length: 5 }, () => ['stock.changed', 'delivered']))
+
+    // Every event handled, and every step it asked for done: the status write-backs to the CRM too.
     const stats = await stack.waitFor(async () => {
       const { body } = await stack.api('/api/v1/stats')
-      return body.inbox.pending === 0 && body.staleSkipped === 1 && body
-    }, 'every event handled')
+      return body.inbox.pending === 0 && body.staleSkipped === 1 && body.links.pending === 0 && body.links.synced === 14 && body
+    }, 'every event handled and every step done')
+    // Sync outcomes are links, one per order and target, each counted at its target: five orders
+    // (A, E, B, C, D) have five stock reservations in the WMS, four sales orders in the ERP (D's
+    // needs attention) and five statuses written back to the CRM. The totals add the connections up.
     expect(stats).toEqual({
       since: null,
       connection: null,
-      // A, E, B v1, B v2, B v1 again, C, D: one row per distinct event
-      accepted: 7,
+      // From the CRM A, E, B v1, B v2, B v1 again, C, D, and the WMS's five: one row per distinct event
+      accepted: 12,
       duplicate: 3,
       rejected: 2,
-      synced: 4,
+      synced: 14,
       failed: 0,
       dead: 0,
       needsAttention: 1,
       replayed: 1,
       staleSkipped: 1,
       cancelled: 0,
-      links: { pending: 0, retrying: 0, synced: 4, dead: 0, needs_attention: 1, resolved: 0, cancelled: 0 },
-      inbox: { pending: 0, processed: 6, stale: 1, needs_attention: 0, dismissed: 0 },
+      onHold: 0,
+      links: { pending: 0, retrying: 0, held: 0, synced: 14, dead: 0, needs_attention: 1, resolved: 0, cancelled: 0 },
+      inbox: { pending: 0, processed: 11, stale: 1, needs_attention: 0, dismissed: 0 },
     })
+    // The CRM is the source of the deliveries and the target of the status write-backs.
     const crm = (await stack.api('/api/v1/stats?connection=demo-crm')).body
-    expect(crm).toMatchObject({ connection: 'demo-crm', accepted: 7, duplicate: 3, rejected: 2, staleSkipped: 1, synced: 0, replayed: 0 })
+    expect(crm).toMatchObject({ connection: 'demo-crm', accepted: 7, duplicate: 3, rejected: 2, staleSkipped: 1, synced: 5, needsAttention: 0, replayed: 0 })
+    const wms = (await stack.api('/api/v1/stats?connection=demo-wms')).body
+    expect(wms).toMatchObject({ connection: 'demo-wms', accepted: 5, duplicate: 0, rejected: 0, synced: 5, needsAttention: 0, dead: 0, replayed: 0 })
+    expect(wms.inbox).toMatchObject({ pending: 0, processed: 5 })
+    // The ERP's own counters are its sales orders only.
     const erp = (await stack.api('/api/v1/stats?connection=demo-erp')).body
     expect(erp).toMatchObject({ accepted: 0, synced: 4, needsAttention: 1, replayed: 1 })
+    expect(crm.synced + wms.synced + erp.synced).toBe(stats.synced)
+    expect(crm.accepted + wms.accepted + erp.accepted).toBe(stats.accepted)
     const later = (await stack.api(`/api/v1/stats?since=${new Date(Date.now() + 3_600_000).toISOString()}`)).body
     expect(later).toMatchObject({ accepted: 0, duplicate: 0, rejected: 0, synced: 0, replayed: 0 })
     expect((await stack.api('/api/v1/stats?since=yesterday')).status).toBe(400)
@@ -91,10 +111,13 @@ describe('counters after a mixed run (postgres)', () => {
     const lines = text.split('\n')
     for (const line of [
       'orderbridge_accepted{connection="demo-crm"} 7',
+      'orderbridge_accepted{connection="demo-wms"} 5',
       'orderbridge_duplicate{connection="demo-crm"} 3',
       'orderbridge_rejected{connection="demo-crm"} 2',
       'orderbridge_stale_skipped{connection="demo-crm"} 1',
       'orderbridge_synced{connection="demo-erp"} 4',
+      'orderbridge_synced{connection="demo-wms"} 5',
+      'orderbridge_synced{connection="demo-crm"} 5',
       'orderbridge_needs_attention{connection="demo-erp"} 1',
       'orderbridge_dead{connection="demo-erp"} 0',
       'orderbridge_replayed{connection="demo-erp"} 1',
@@ -104,7 +127,7 @@ describe('counters after a mixed run (postgres)', () => {
     ]) {
       expect(lines).toContain(line)
     }
-    for (const queue of ['ingest', 'sync-demo-erp']) {
+    for (const queue of ['ingest', 'sync-demo-erp', 'sync-demo-wms', 'sync-demo-crm']) {
       for (const state of ['waiting', 'active', 'delayed', 'failed']) expect(text).toMatch(new RegExp(`^orderbridge_queue_jobs\\{queue="${queue}",state="${state}"\\} \\d+$`, 'm'))
     }
     // The 422 left one failed job in the sync queue (the link needs attention).

@@ -85,7 +85,7 @@ describe('webhook deliveries that are refused', () => {
   })
 
   it('the rejection list is for ops and admins only', async () => {
-    const { body: viewer } = await stack.api('/api/v1/api-keys', { method: 'POST', body: { name: 'dashboard', role: 'viewer' } })
+    const { body: viewer } = await stack.api('/api/v1/keys', { method: 'POST', body: { name: 'dashboard', role: 'viewer' } })
     expect((await stack.api('/api/v1/deliveries/rejected', { key: viewer.key })).status).toBe(403)
     expect((await stack.api('/api/v1/deliveries/rejected', { key: 'obk_not_a_key' })).status).toBe(401)
   })

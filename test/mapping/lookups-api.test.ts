@@ -128,8 +128,8 @@ describe('lookup tables through the API (pglite)', () => {
   })
 
   it('lets ops read tables and only admins change them', async () => {
-    const { body: ops } = await stack.api('/api/v1/api-keys', { method: 'POST', body: { name: 'ops key', role: 'ops' } })
-    const { body: viewer } = await stack.api('/api/v1/api-keys', { method: 'POST', body: { name: 'viewer key', role: 'viewer' } })
+    const { body: ops } = await stack.api('/api/v1/keys', { method: 'POST', body: { name: 'ops key', role: 'ops' } })
+    const { body: viewer } = await stack.api('/api/v1/keys', { method: 'POST', body: { name: 'viewer key', role: 'viewer' } })
     expect((await stack.api('/api/v1/lookups/crm-accounts', { key: ops.key })).status).toBe(200)
     expect((await stack.api('/api/v1/lookups/crm-accounts', { method: 'PATCH', body: { entries: { a: 'b' } }, key: ops.key })).status).toBe(403)
     expect((await stack.api('/api/v1/lookups', { key: viewer.key })).status).toBe(403)

@@ -45,10 +45,11 @@ function helpers(get: () => TestStack) {
   }
   return {
     findOrder,
+    /** Waits until the order's ERP sales order is synced (its other links are the stock reservation and the CRM status). */
     syncedOrder: (externalId: string) =>
       get().waitFor(async () => {
         const order = await findOrder(externalId)
-        return order?.links[0]?.status === 'synced' && order
+        return order?.links.find((l: { operation: string }) => l.operation === 'salesOrders.upsert')?.status === 'synced' && order
       }, `${externalId} synced`),
     /** Sends the order and waits until its event has been handled; answers the event. */
     async sendAndSettle(order: DemoCrmOrder) {
@@ -382,7 +383,7 @@ describe('who may use the mapping API (pglite)', () => {
   beforeAll(async () => {
     stack = await startTestStack('pglite')
     for (const [role, scope] of [['viewer'], ['ops'], ['integration', 'demo-crm']] as const) {
-      const { body } = await stack.api('/api/v1/api-keys', { method: 'POST', body: { name: `${role} key`, role, ...(scope ? { scope } : {}) } })
+      const { body } = await stack.api('/api/v1/keys', { method: 'POST', body: { name: `${role} key`, role, ...(scope ? { connection: scope } : {}) } })
       keys[role] = body.key
     }
   })

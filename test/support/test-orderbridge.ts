@@ -7,8 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { createDemoCrmSender, type DemoCrmSender } from '../../connectors/demo-crm/sender.ts'
-import { startErpSimulator, type ErpSimulator } from '../../connectors/generic-rest/simulator.ts'
-import { startWmsSimulator } from '../../connectors/demo-wms/simulator.ts'
+import { startErpSimulator, type ErpSimulator, type ErpSimulatorOptions } from '../../connectors/generic-rest/simulator.ts'
+import { startWmsSimulator, type WmsSimulator, type WmsSimulatorOptions } from '../../connectors/demo-wms/simulator.ts'
+import { startCrmSimulator, type CrmSimulator } from '../../connectors/demo-crm/simulator.ts'
 import { loadEnv, type FileConfig } from '../../src/config.ts'
 import { demoConfig } from '../../src/demo/demo-environment.ts'
 import { createLogger } from '../../src/observability/logger.ts'
@@ -27,6 +28,9 @@ export interface TestStack {
   url: string
   env: Record<string, string>
   erp: ErpSimulator
+  wms: WmsSimulator
+  /** The demo CRM's side that takes status, notes and stock back. */
+  crmSimulator: CrmSimulator
   crm: DemoCrmSender
   /** The processes of this stack (restartable). */
   start(mode?: Mode): Promise<RunningOrderbridge>
@@ -36,9 +40,19 @@ export interface TestStack {
   close(): Promise<void>
 }
 
-export async function startTestStack(engine: Engine, options: { sweepIntervalMs?: number; configure?: (config: FileConfig) => FileConfig } = {}): Promise<TestStack> {
-  const erp = await startErpSimulator({ apiToken: testCredentials.demoErpToken })
-  const wms = await startWmsSimulator({ apiToken: testCredentials.demoWmsToken })
+export interface TestStackOptions {
+  sweepIntervalMs?: number
+  configure?: (config: FileConfig) => FileConfig
+  /** Simulator options, e.g. the WMS's stock or the ERP's credit per customer. */
+  wms?: Omit<WmsSimulatorOptions, 'apiToken'>
+  erp?: Omit<ErpSimulatorOptions, 'apiToken'>
+}
+
+export async function startTestStack(engine: Engine, options: TestStackOptions = {}): Promise<TestStack> {
+  const erp = await startErpSimulator({ ...options.erp, apiToken: testCredentials.demoErpToken })
+  const wms = await startWmsSimulator({ announceReservations: true, ...options.wms, apiToken: testCredentials.demoWmsToken })
+  // Its own webhooks are not used here (tests send through `crm`); it takes the status written back.
+  const crmSimulator = await startCrmSimulator({ webhookUrl: 'http://127.0.0.1:9/unused', secret: testCredentials.demoWebhookSecret, retries: 0 })
   const dataDir = mkdtempSync(path.join(tmpdir(), 'orderbridge-test-'))
   const schema = uniqueName('t')
   const prefix = uniqueName('test')
@@ -54,7 +68,7 @@ export async function startTestStack(engine: Engine, options: { sweepIntervalMs?
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     ...(engine === 'postgres' ? { DATABASE_URL: postgresUrl, ORDERBRIDGE_DB_SCHEMA: schema } : {}),
   }
-  const demo = demoConfig(testCredentials, { erpUrl: erp.url, wmsUrl: wms.url })
+  const demo = demoConfig(testCredentials, { erpUrl: erp.url, wmsUrl: wms.url, crmUrl: crmSimulator.url })
   // Tests may change the demo configuration, e.g. a connection's retry policy.
   const config = options.configure ? options.configure(demo) : demo
   let running: RunningOrderbridge | undefined
@@ -63,6 +77,8 @@ export async function startTestStack(engine: Engine, options: { sweepIntervalMs?
     url: '',
     env,
     erp,
+    wms,
+    crmSimulator,
     crm: createDemoCrmSender({ webhookUrl: '', secret: testCredentials.demoWebhookSecret, retries: 0 }),
     async start(mode = 'all') {
       // A restart reuses the port, as a process manager would.
@@ -71,6 +87,7 @@ export async function startTestStack(engine: Engine, options: { sweepIntervalMs?
         stack.url = running.url
         port = Number(new URL(running.url).port)
         stack.crm = createDemoCrmSender({ webhookUrl: `${running.url}/webhooks/demo-crm`, secret: testCredentials.demoWebhookSecret, retries: 0 })
+        for (const system of [wms, erp] as const) system.setWebhookTarget({ url: `${running.url}/webhooks/${system === wms ? 'demo-wms' : 'demo-erp'}`, secret: testCredentials.demoWebhookSecret })
       }
       return running
     },
@@ -97,7 +114,7 @@ export async function startTestStack(engine: Engine, options: { sweepIntervalMs?
     },
     async close() {
       await stack.stop()
-      await Promise.all([erp.close(), wms.close()])
+      await Promise.all([erp.close(), wms.close(), crmSimulator.close()])
       await deleteQueueKeys(prefix)
       if (engine === 'postgres') {
         const { openDatabase } = await import('../../src/db/database.ts')

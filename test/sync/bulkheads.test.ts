@@ -55,7 +55,9 @@ const findOrder = async (stack: TestStack, externalId: string) => {
   const { body } = await stack.api(`/api/v1/orders?connection=demo-crm&externalId=${externalId}`)
   return body.orders[0]
 }
-const linkStatus = async (stack: TestStack, externalId: string): Promise<string | undefined> => (await findOrder(stack, externalId))?.links[0]?.status
+/** The status of the order's ERP sales-order link (its other links are the stock reservation and the CRM status). */
+const linkStatus = async (stack: TestStack, externalId: string): Promise<string | undefined> =>
+  (await findOrder(stack, externalId))?.links.find((l: { operation: string }) => l.operation === 'salesOrders.upsert')?.status
 const allSynced = (stack: TestStack, ids: string[], timeoutMs = 20_000) =>
   stack.waitFor(async () => (await Promise.all(ids.map((id) => linkStatus(stack, id)))).every((s) => s === 'synced'), `${ids.join(', ')} synced`, timeoutMs)
 const breakerChanges = async (stack: TestStack, after: number) => {

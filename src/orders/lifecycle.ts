@@ -1,0 +1,198 @@
+/**
+ * The order's life as the pipeline runs it (DESIGN.md): every state change goes through
+ * `transition`, which records it, tells the CRM (a status write-back step), schedules or cancels
+ * reminders, and asks for the next step of the pipeline. Work is collected in a `UnitOfWork`
+ * inside the caller's transaction; `finish` writes its history last in that transaction, and
+ * `dispatch` enqueues its jobs once it has committed (the sweeper covers a lost enqueue).
+ */
+import type { Queue } from 'bullmq'
+import { loadActiveApprovalRules, type ApprovalRulesVersion, type RequiredApprovals } from '../approvals/approval-rule-versions.ts'
+import { evaluateApprovalRules } from '../approvals/evaluate-approval-rules.ts'
+import type { Connection, ConnectionRegistry } from '../connections/connection-registry.ts'
+import type { Queryable } from '../db/database.ts'
+import { enqueueNotificationJobs, emptyPlan, mergePlans, onOrderTransition, type NotificationPlan } from '../notifications/notification-schedule.ts'
+import type { NotificationJob, NotificationSettings } from '../notifications/notification.schemas.ts'
+import { ensureJob, syncJobId, type QueueSet, type SyncJob } from '../queue/queues.ts'
+import type { ChangeInput } from '../status/change-feed.ts'
+import { requestStockPush, stockReceivers, type StockPushJob } from '../stock/stock-push.ts'
+import { recordHistory, type OrderEventInput } from './order.repository.ts'
+import type { CanonicalOrder } from './order.schemas.ts'
+import { assertTransition, type OrderState } from './order-state.ts'
+
+export const operations = {
+  creditCheck: 'credit.check',
+  reserveStock: 'inventory.reserve',
+  salesOrder: 'salesOrders.upsert',
+  crmStatus: 'crm.status',
+} as const
+
+export interface UnitOfWork {
+  events: OrderEventInput[]
+  changes: ChangeInput[]
+  /** `rerun`: the step ran for this version already (a hold released); its finished job must be replaced. */
+  jobs: (Omit<SyncJob, 'correlationId'> & { rerun?: boolean })[]
+  notifications: NotificationPlan
+  /** Inventory connections whose stock levels changed: CRMs that show stock hear of it. */
+  stockChanged: string[]
+}
+
+export const newUnitOfWork = (): UnitOfWork => ({ events: [], changes: [], jobs: [], notifications: emptyPlan(), stockChanged: [] })
+
+/** Adds what `from` leaves to do after commit (its jobs, reminders and stock pushes) to `into`. */
+export function mergeDispatch(into: UnitOfWork, from: UnitOfWork): void {
+  into.jobs.push(...from.jobs)
+  into.notifications = mergePlans(into.notifications, from.notifications)
+  into.stockChanged.push(...from.stockChanged)
+}
+
+/** What `transition` needs of an order; the caller holds its row lock. */
+export interface OrderRef {
+  id: string
+  state: OrderState
+  sourceConnection: string
+  sourceVersion: number
+  document: CanonicalOrder
+}
+
+export interface Lifecycle {
+  /** The approvals a new order needs under the active rules (cached for a second). */
+  approvalsFor(db: Queryable, order: CanonicalOrder): Promise<RequiredApprovals>
+  /** Moves the order to `to` and does everything that follows from it; mutates `order.state`. */
+  transition(tx: Queryable, work: UnitOfWork, order: OrderRef, to: OrderState, cause: string, detail?: Record<string, unknown>): Promise<void>
+  /** Asks for the first fulfilment step again (a new source version, or stock arrived for a hold). */
+  resumeFulfilment(tx: Queryable, work: UnitOfWork, order: OrderRef): Promise<void>
+  /** Asks for the ERP step after the stock was reserved (or when there is no inventory system). */
+  requestSalesOrder(tx: Queryable, work: UnitOfWork, order: OrderRef): Promise<void>
+  /** Tells the CRM the order's status again (its payment track changed, or a change was refused). */
+  requestStatusWriteback(tx: Queryable, work: UnitOfWork, order: Pick<OrderRef, 'id' | 'sourceConnection'>): Promise<void>
+  /** Marks a step pending for `version`; `onlyIfLinked` leaves targets that never saw the order alone. */
+  requestStep(tx: Queryable, work: UnitOfWork, step: { orderId: string; connection: Connection; operation: string; version: number; onlyIfLinked?: boolean; rerun?: boolean }): Promise<void>
+  /** Writes the unit's history: the last statement of the caller's transaction. */
+  finish(tx: Queryable, work: UnitOfWork): Promise<void>
+  /** After commit: enqueue the unit's steps and reminders. */
+  dispatch(work: UnitOfWork, correlationId: string): Promise<void>
+  /** The connections that run sync steps, each with its own queue and worker. */
+  stepConnections(): Connection[]
+}
+
+export interface LifecycleOptions {
+  connections: ConnectionRegistry
+  notifications: Pick<NotificationSettings, 'rules'>
+  queues?: Pick<QueueSet, 'sync'>
+  notificationQueue?: Queue<NotificationJob>
+  stockPushQueue?: Queue<StockPushJob>
+}
+
+const approvalsCacheMs = 1_000
+
+const writesBack = (c: Connection) => Boolean(c.connector.crm && (c.connector.crm.enabled?.(c.settings) ?? true))
+
+export function createLifecycle(options: LifecycleOptions): Lifecycle {
+  const { connections } = options
+  const { erp, inventory } = connections.pipeline
+  let cachedRules: { at: number; db: Queryable; active: Promise<ApprovalRulesVersion | undefined> } | undefined
+
+  // A transition can schedule or cancel reminders only when some rule waits, or fires on entering
+  // `to`, or watches invoices (which a final state cancels); otherwise it spares the queries.
+  const rules = options.notifications.rules
+  const anyWaiting = rules.some((r) => r.trigger.on === 'waiting')
+  const anyInvoice = rules.some((r) => r.trigger.on === 'invoice_due' || r.trigger.on === 'invoice_overdue')
+  const remindersCare = (to: OrderState) =>
+    anyWaiting || rules.some((r) => r.trigger.on === 'entered' && r.trigger.states.includes(to)) || (anyInvoice && (to === 'cancelled' || to === 'rejected' || to === 'completed'))
+
+  const crmOf = (sourceConnection: string): Connection | undefined => {
+    const connection = connections.get(sourceConnection)
+    return connection && writesBack(connection) ? connection : undefined
+  }
+
+  const lifecycle: Lifecycle = {
+    async approvalsFor(db, order) {
+      // Rules change rarely; reading the active version once a second keeps a query off every order.
+      if (!cachedRules || cachedRules.db !== db || Date.now() - cachedRules.at > approvalsCacheMs) {
+        cachedRules = { at: Date.now(), db, active: loadActiveApprovalRules(db) }
+      }
+      const active = await cachedRules.active
+      if (!active) return { levels: [], matchedRule: null, reasons: ['no approval rules are configured: approved by policy'], rulesVersion: null }
+      return { ...evaluateApprovalRules(active.policy, order), rulesVersion: active.version }
+    },
+
+    async transition(tx, work, order, to, cause, detail) {
+      const from = order.state
+      assertTransition(from, to)
+      const [row] = await tx.query<{ revision: number; at: Date }>(
+        'update orders set state = $2, revision = revision + 1, updated_at = now(), state_entered_at = now() where id = $1 returning revision, state_entered_at as at',
+        [order.id, to],
+      )
+      order.state = to
+      work.events.push({ orderId: order.id, kind: 'transition', from, to, cause, ...(detail ? { detail } : {}) })
+      work.changes.push({ type: 'order.state_changed', orderId: order.id, data: { from, to, ...(detail ? { detail } : {}) } })
+      if (remindersCare(to)) work.notifications = mergePlans(work.notifications, await onOrderTransition(tx, options.notifications, { orderId: order.id, from, to, at: row!.at }))
+      const crm = crmOf(order.sourceConnection)
+      if (crm) await lifecycle.requestStep(tx, work, { orderId: order.id, connection: crm, operation: operations.crmStatus, version: row!.revision })
+
+      if (to === 'approved') await lifecycle.resumeFulfilment(tx, work, order)
+      if (to === 'reserved') await lifecycle.requestSalesOrder(tx, work, order)
+      if (to === 'cancelled') {
+        // Undo what the targets hold: the steps see the order cancelled and release or cancel.
+        if (inventory) await lifecycle.requestStep(tx, work, { orderId: order.id, connection: inventory, operation: operations.reserveStock, version: order.sourceVersion, onlyIfLinked: true })
+        await lifecycle.requestStep(tx, work, { orderId: order.id, connection: erp, operation: operations.salesOrder, version: order.sourceVersion, onlyIfLinked: true })
+      }
+    },
+
+    async resumeFulfilment(tx, work, order) {
+      if (inventory) await lifecycle.requestStep(tx, work, { orderId: order.id, connection: inventory, operation: operations.reserveStock, version: order.sourceVersion })
+      else await lifecycle.requestSalesOrder(tx, work, order)
+    },
+
+    async requestSalesOrder(tx, work, order) {
+      await lifecycle.requestStep(tx, work, { orderId: order.id, connection: erp, operation: operations.salesOrder, version: order.sourceVersion })
+    },
+
+    async requestStatusWriteback(tx, work, order) {
+      const crm = crmOf(order.sourceConnection)
+      if (!crm) return
+      const [row] = await tx.query<{ revision: number }>('update orders set revision = revision + 1 where id = $1 returning revision', [order.id])
+      await lifecycle.requestStep(tx, work, { orderId: order.id, connection: crm, operation: operations.crmStatus, version: row!.revision })
+    },
+
+    async requestStep(tx, work, step) {
+      const linked = await tx.query(
+        step.onlyIfLinked
+          ? `update links set status = 'pending', target_version = greatest(coalesce(target_version, 0), $4), updated_at = now()
+             where order_id = $1 and connection_id = $2 and operation = $3 returning order_id`
+          : `insert into links (order_id, connection_id, operation, status, target_version) values ($1, $2, $3, 'pending', $4)
+             on conflict (order_id, connection_id, operation) do update set status = 'pending', target_version = greatest(coalesce(links.target_version, 0), $4), updated_at = now()
+             returning order_id`,
+        [step.orderId, step.connection.id, step.operation, step.version],
+      )
+      if (linked.length) work.jobs.push({ orderId: step.orderId, connectionId: step.connection.id, operation: step.operation, sourceVersion: step.version, ...(step.rerun ? { rerun: true } : {}) })
+    },
+
+    finish: (tx, work) => recordHistory(tx, work.events, work.changes),
+
+    async dispatch(work, correlationId) {
+      if (options.queues) {
+        const byConnection = new Map<string, SyncJob[]>()
+        for (const { rerun, ...job } of work.jobs) {
+          if (rerun) await ensureJob(options.queues.sync(job.connectionId), job.operation, { ...job, correlationId }, syncJobId(job))
+          else byConnection.set(job.connectionId, [...(byConnection.get(job.connectionId) ?? []), { ...job, correlationId }])
+        }
+        for (const [connectionId, jobs] of byConnection) {
+          await options.queues.sync(connectionId).addBulk(jobs.map((data) => ({ name: data.operation, data, opts: { jobId: syncJobId(data) } })))
+        }
+      }
+      if (options.notificationQueue && (work.notifications.schedule.length || work.notifications.cancel.length)) {
+        await enqueueNotificationJobs(options.notificationQueue, work.notifications)
+      }
+      if (options.stockPushQueue) {
+        for (const inventoryId of new Set(work.stockChanged)) await requestStockPush(options.stockPushQueue, stockReceivers(connections), inventoryId)
+      }
+    },
+
+    stepConnections() {
+      const all = [erp, ...(inventory ? [inventory] : []), ...connections.all().filter(writesBack)]
+      return [...new Map(all.map((c) => [c.id, c])).values()]
+    },
+  }
+  return lifecycle
+}

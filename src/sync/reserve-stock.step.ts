@@ -1,0 +1,118 @@
+/**
+ * Reserve stock for every line before the ERP order is created, through the inventory connection.
+ * Short of stock, the connection's stock policy decides: hold the order (it is tried again when
+ * stock arrives or on the periodic re-check), reserve what there is and backorder the rest, or
+ * reject it. A cancelled order's reservation is released.
+ */
+import { isSyncFailure, SyncFailure, type OperationContext, type Reservation, type ReservationRequest } from '../connector-kit/index.ts'
+import { newUnitOfWork } from '../orders/lifecycle.ts'
+import { lockOrder } from '../orders/order.repository.ts'
+import type { OrderState } from '../orders/order-state.ts'
+import { callRemote, fail, operationContext, release, runLeasedStep, settleLink, type Attempt, type Called, type LeasedStep, type StepOutcome, type SyncDeps } from './step-runtime.ts'
+
+export const reserveStockStepId = 'reserve-stock'
+
+export type StockPolicy = 'hold' | 'partial' | 'reject'
+
+/** Lines short of stock, as the inventory system answered. */
+export interface MissingStock {
+  lineId: string
+  sku: string
+  requested: string
+  available: string
+}
+
+/** States in which the order's stock should be (or stay) reserved. */
+const reservingStates: readonly OrderState[] = ['approved', 'on_hold', 'reserved', 'pending_shipment']
+
+export function reserveStock(deps: SyncDeps, attempt: Attempt): Promise<StepOutcome> {
+  return runLeasedStep(deps, attempt, async (step) => {
+    const { order, link } = step
+    const inventory = step.connection.connector.inventory
+    if (!inventory) throw await fail(deps, step, new SyncFailure('config', `connection ${step.connection.id} cannot reserve stock`))
+    if (order.state === 'cancelled') return releaseReservation(deps, step, operationContext(deps, step, 'inventory.release'))
+    if (!reservingStates.includes(order.state)) {
+      await release(deps, step)
+      return { result: 'skipped', reason: `an order in state ${order.state} reserves no stock` }
+    }
+    if (link.lastSyncedVersion >= link.targetVersion && order.state !== 'on_hold') {
+      await release(deps, step)
+      return { result: 'skipped', reason: `version ${link.targetVersion} is already reserved` }
+    }
+
+    const policy = step.connection.stockPolicy
+    const request: ReservationRequest = {
+      lines: order.document.lines.map((line, i) => ({ lineId: String(i + 1), sku: line.sku, quantity: line.quantity })),
+      allowPartial: policy === 'partial',
+    }
+    const ctx = operationContext(deps, step, 'inventory.reserve')
+    const existing = link.externalId ? { externalId: link.externalId } : undefined
+    // Short of stock is an answer, not a failure of the call: the attempt succeeded.
+    const call = await callRemote(deps, step, ctx, () =>
+      inventory.reserve.run(ctx, request, existing).then(
+        (reservation): Reservation | { missing: MissingStock[] } => reservation,
+        (err: unknown) => {
+          const missing = isSyncFailure(err) && err.kind === 'data' ? (err.details as { missing?: MissingStock[] }).missing : undefined
+          if (missing?.length) return { missing }
+          throw err
+        },
+      ),
+    )
+    const answer = call.value
+    const missing = 'missing' in answer ? answer.missing : []
+    const backordered = 'lines' in answer ? answer.lines.filter((l) => l.reserved !== l.requested) : []
+
+    const work = newUnitOfWork()
+    await deps.db.transaction(async (tx) => {
+      const locked = await lockOrder(tx, order.id)
+      if (!locked) return
+      const held = missing.length > 0
+      await settleLink(tx, step, [call], { externalId: 'externalId' in answer ? answer.externalId : null, done: held ? 'held' : 'synced' })
+      if (held && policy === 'reject' && (locked.state === 'approved' || locked.state === 'on_hold')) {
+        await deps.lifecycle.transition(tx, work, locked, 'rejected', `${step.connection.id}: not enough stock, and its stock policy rejects`, { missing })
+      } else if (held) {
+        await tx.query('update orders set hold = $2 where id = $1', [order.id, JSON.stringify({ missing })])
+        if (locked.state !== 'on_hold' && (locked.state === 'approved' || locked.state === 'reserved')) {
+          await deps.lifecycle.transition(tx, work, locked, 'on_hold', `${step.connection.id}: not enough stock`, { missing })
+        } else {
+          work.events.push({ orderId: order.id, kind: 'stock_short', cause: `${step.connection.id}: still not enough stock`, detail: { missing } })
+        }
+      } else {
+        await tx.query('update orders set hold = null where id = $1', [order.id])
+        work.changes.push({ type: 'sync.succeeded', orderId: order.id, connectionId: step.connection.id, data: { operation: step.job.operation, externalId: (answer as Reservation).externalId, sourceVersion: link.targetVersion } })
+        if (locked.state === 'approved' || locked.state === 'on_hold') {
+          await deps.lifecycle.transition(tx, work, locked, 'reserved', `${step.connection.id} reserved stock (${(answer as Reservation).externalId})`, backordered.length ? { backordered } : undefined)
+        } else if (reservingStates.includes(locked.state)) {
+          // Quantities changed after the reservation: the ERP order follows.
+          await deps.lifecycle.requestSalesOrder(tx, work, locked)
+        }
+        // Otherwise the order was cancelled during the call: its cancellation asked for this step
+        // again (the link is pending once more), and that run releases what was just reserved.
+      }
+      await deps.lifecycle.finish(tx, work)
+    })
+    await deps.lifecycle.dispatch(work, step.job.correlationId)
+    return missing.length ? { result: 'waiting', reason: `short of stock on ${missing.length} line(s)` } : { result: 'synced', externalId: (answer as Reservation).externalId }
+  })
+}
+
+async function releaseReservation(deps: SyncDeps, step: LeasedStep, ctx: OperationContext): Promise<StepOutcome> {
+  const inventory = step.connection.connector.inventory!
+  const calls: Called<unknown>[] = []
+  let existing = step.link.externalId ? { externalId: step.link.externalId } : undefined
+  if (!existing && step.mayHaveWritten) {
+    const found = await callRemote(deps, step, ctx, () => inventory.findReservation(ctx, step.order.id))
+    calls.push(found)
+    existing = found.value
+  }
+  const toRelease = existing
+  if (toRelease) calls.push(await callRemote(deps, step, ctx, () => inventory.release(ctx, toRelease)))
+  const work = newUnitOfWork()
+  await deps.db.transaction(async (tx) => {
+    await lockOrder(tx, step.order.id)
+    await settleLink(tx, step, calls, { externalId: existing?.externalId ?? null, done: 'cancelled' })
+    work.events.push({ orderId: step.order.id, kind: 'external_call', cause: existing ? `${step.connection.id} released reservation ${existing.externalId}` : `${step.connection.id} held no reservation` })
+    await deps.lifecycle.finish(tx, work)
+  })
+  return { result: 'cancelled', ...(existing ? { externalId: existing.externalId } : {}) }
+}

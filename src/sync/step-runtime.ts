@@ -1,0 +1,233 @@
+/**
+ * What every sync step shares: a lease on its link row (so steps for one order and target never
+ * interleave across workers), one sync attempt recorded before each remote call (so a crash leaves
+ * an unknown outcome, never a forgotten write), and settling the link, the order and its history
+ * in one transaction after the remote answered. No transaction is open while a connector talks.
+ */
+import type { Connection, ConnectionRegistry } from '../connections/connection-registry.ts'
+import { isSyncFailure, SyncFailure, type Logger, type OperationContext } from '../connector-kit/index.ts'
+import type { Database, Queryable } from '../db/database.ts'
+import type { MappingCatalog } from '../mapping/mapping-catalog.ts'
+import type { Lifecycle } from '../orders/lifecycle.ts'
+import { orderFromRow, selectOrder, type OrderRow } from '../orders/order.repository.ts'
+import type { SyncJob } from '../queue/queues.ts'
+import { changeParams, changeRows } from '../status/change-feed.ts'
+
+/**
+ * A step holds its lease while it runs and renews it every `leaseMs / 3`, so a step that takes
+ * long keeps it, and a worker that died frees its orders after `leaseMs` at most.
+ */
+const leaseMs = 30_000
+
+export interface SyncDeps {
+  db: Database
+  connections: ConnectionRegistry
+  mappings: MappingCatalog
+  lifecycle: Lifecycle
+  log: Logger
+}
+
+export type StepOutcome =
+  | { result: 'synced'; externalId?: string }
+  | { result: 'cancelled'; externalId?: string }
+  | { result: 'skipped'; reason: string }
+  | { result: 'waiting'; reason: string }
+
+export interface Attempt {
+  job: SyncJob
+  /** Unique per run of the job: the lease owner. */
+  runId: string
+  /** True when this is the queue's last try: a retryable failure then becomes a dead letter. */
+  lastTry: boolean
+}
+
+/** A step with its lease taken: the order and link as they were when it was taken. */
+export interface LeasedStep extends Attempt {
+  order: OrderRow
+  connection: Connection
+  link: {
+    externalId: string | null
+    lastSyncedVersion: number
+    /** The version this run brings the target to; settled as synced when it succeeds. */
+    targetVersion: number
+    overrideDocument: Record<string, unknown> | null
+    overrideVersion: number | null
+  }
+  /** True when an earlier attempt may have reached the remote (no answer recorded, or lost). */
+  mayHaveWritten: boolean
+}
+
+/** A remote call that answered: its attempt row is marked succeeded when the step settles. */
+export interface Called<T> {
+  value: T
+  attemptId: number
+  durationMs: number
+}
+
+/**
+ * Takes the lease and runs `body`, renewing the lease meanwhile. Throws SyncFailure when the step
+ * failed (the link records it); the worker decides about retrying.
+ */
+export async function runLeasedStep(deps: SyncDeps, attempt: Attempt, body: (step: LeasedStep) => Promise<StepOutcome>): Promise<StepOutcome> {
+  const renewal = setInterval(() => void renewLease(deps, attempt).catch(() => {}), leaseMs / 3)
+  try {
+    const step = await takeLease(deps, attempt)
+    return await body(step)
+  } catch (err) {
+    // A SyncFailure has settled the link already; anything else (a database error, a bug) must not
+    // leave the lease to block every retry until it runs out.
+    if (!isSyncFailure(err)) await release(deps, attempt).catch(() => {})
+    throw err
+  } finally {
+    clearInterval(renewal)
+  }
+}
+
+async function takeLease(deps: SyncDeps, attempt: Attempt): Promise<LeasedStep> {
+  const { job, runId } = attempt
+  // One round trip: take the lease, read the order, and count earlier attempts that may have written.
+  const [row] = await deps.db.query<
+    Record<string, unknown> & {
+      link_external_id: string | null
+      last_synced_version: number | null
+      target_version: number | null
+      override_document: Record<string, unknown> | null
+      override_version: number | null
+      uncertain: number
+    }
+  >(
+    `with leased as (
+       update links set lease_owner = $4, lease_until = now() + make_interval(secs => $5)
+       where order_id = $1 and connection_id = $2 and operation = $3 and (lease_until is null or lease_until < now() or lease_owner = $4)
+       returning external_id as link_external_id, last_synced_version, target_version, override_document, override_version)
+     select leased.*, o.*,
+       (select count(*)::int from sync_attempts where order_id = $1 and connection_id = $2 and operation = $3
+        and (outcome <> 'failed' or failure_kind = 'unknown_outcome')) as uncertain
+     from leased left join lateral (${selectOrder('$1')}) o on true`,
+    [job.orderId, job.connectionId, job.operation, runId, leaseMs / 1000],
+  )
+  if (!row) throw new SyncFailure('conflict', 'another step for this order and target is running', { connectorId: job.connectionId })
+  const connection = deps.connections.get(job.connectionId)
+  if (!row.id) throw await fail(deps, attempt, new SyncFailure('not_found', `order ${job.orderId} does not exist`))
+  if (!connection) throw await fail(deps, attempt, new SyncFailure('config', `connection ${job.connectionId} is not configured`))
+  const order = orderFromRow(row)
+  return {
+    ...attempt,
+    order,
+    connection,
+    link: {
+      externalId: row.link_external_id,
+      lastSyncedVersion: row.last_synced_version ?? 0,
+      targetVersion: row.target_version ?? order.sourceVersion,
+      overrideDocument: row.override_document,
+      overrideVersion: row.override_version,
+    },
+    mayHaveWritten: row.uncertain > 0,
+  }
+}
+
+async function renewLease(deps: SyncDeps, { job, runId }: Attempt): Promise<void> {
+  await deps.db.query(
+    'update links set lease_until = now() + make_interval(secs => $5) where order_id = $1 and connection_id = $2 and operation = $3 and lease_owner = $4',
+    [job.orderId, job.connectionId, job.operation, runId, leaseMs / 1000],
+  )
+}
+
+/** The context a connector operation gets; its idempotency key names order, target, operation and version. */
+export function operationContext(deps: SyncDeps, step: LeasedStep, operation: string): OperationContext {
+  return {
+    connectionId: step.connection.id,
+    settings: step.connection.settings,
+    secrets: step.connection.secrets,
+    log: deps.log,
+    idempotencyKey: `${step.order.id}-${step.connection.id}-${operation}-v${step.link.targetVersion}`,
+    reference: step.order.id,
+    mayHaveWritten: step.mayHaveWritten,
+  }
+}
+
+/**
+ * One remote call, recorded as a sync attempt before it is made (a crash during the call leaves an
+ * attempt with no answer: the outcome is unknown). A failure is classified by the connector and
+ * recorded on the link.
+ */
+export async function callRemote<T>(deps: SyncDeps, step: LeasedStep, ctx: OperationContext, call: () => Promise<T>): Promise<Called<T>> {
+  const { job } = step
+  const [row] = await deps.db.query<{ id: number }>(
+    'insert into sync_attempts (order_id, connection_id, operation, source_version, idempotency_key) values ($1, $2, $3, $4, $5) returning id',
+    [job.orderId, job.connectionId, job.operation, step.link.targetVersion, ctx.idempotencyKey],
+  )
+  const started = Date.now()
+  try {
+    return { value: await call(), attemptId: row!.id, durationMs: Date.now() - started }
+  } catch (err) {
+    const failure = isSyncFailure(err) ? err : step.connection.connector.classify(err, ctx)
+    deps.log.warn({ orderId: step.order.id, connectorId: step.connection.id, operation: job.operation, kind: failure.kind, err }, 'sync step failed')
+    await deps.db.query(`update sync_attempts set outcome = 'failed', finished_at = now(), duration_ms = $2, failure_kind = $3, error_message = $4 where id = $1`, [
+      row!.id,
+      Date.now() - started,
+      failure.kind,
+      failure.message,
+    ])
+    throw await fail(deps, step, failure)
+  }
+}
+
+/**
+ * Settles the link in one statement: the calls' attempts succeeded, the link records the target's
+ * id and the version reached (and goes back to pending when a newer one was asked for meanwhile).
+ * `held`: the target answered but the version is not reached yet (stock short); the step runs
+ * again when it is asked for again.
+ * Call it in the transaction that holds the order's row lock (taken before the link's, as every
+ * writer takes them).
+ */
+export async function settleLink(tx: Queryable, step: LeasedStep, calls: readonly Called<unknown>[], outcome: { externalId: string | null; done: 'synced' | 'cancelled' | 'held' }): Promise<void> {
+  const { job } = step
+  await tx.query(
+    `with answered as (
+       update sync_attempts a set outcome = 'succeeded', finished_at = now(), duration_ms = s.duration_ms, external_id = $4
+       from unnest($7::bigint[], $8::int[]) as s(id, duration_ms) where a.id = s.id)
+     update links set external_id = coalesce($4, external_id),
+       status = case when $6 = 'held' or coalesce(target_version, 0) <= $5 then $6 else 'pending' end,
+       last_synced_version = case when $6 = 'held' then last_synced_version else greatest(coalesce(last_synced_version, 0), $5) end, last_error = null, lease_owner = null, lease_until = null, updated_at = now(),
+       override_document = null, override_version = null
+     where order_id = $1 and connection_id = $2 and operation = $3`,
+    [job.orderId, job.connectionId, job.operation, outcome.externalId, step.link.targetVersion, outcome.done, calls.map((c) => c.attemptId), calls.map((c) => c.durationMs)],
+  )
+}
+
+/** Gives the lease back without settling: nothing was done (a skip). */
+export async function release(deps: SyncDeps, { job, runId }: Attempt): Promise<void> {
+  await deps.db.query('update links set lease_owner = null, lease_until = null where order_id = $1 and connection_id = $2 and operation = $3 and lease_owner = $4', [
+    job.orderId,
+    job.connectionId,
+    job.operation,
+    runId,
+  ])
+}
+
+/**
+ * Records the failure on the link, releases the lease and hands the failure back to be thrown.
+ * A failure the worker will wait out (a conflict, a Retry-After) is not a dead letter even on the
+ * last try: waiting does not use an attempt.
+ */
+export async function fail(deps: SyncDeps, { job, runId, lastTry }: Attempt, failure: SyncFailure): Promise<SyncFailure> {
+  const waits = failure.kind === 'conflict' || failure.details.retryAfterMs !== undefined
+  const status = !failure.retryable ? 'needs_attention' : lastTry && !waits ? 'dead' : 'retrying'
+  await deps.db.query(
+    `with failed as (
+       update links set status = $4, last_error = $5, lease_owner = null, lease_until = null, updated_at = now()
+       where order_id = $1 and connection_id = $2 and operation = $3 and lease_owner = $6)
+     insert into changes (type, order_id, connection_id, data) ${changeRows(7)}`,
+    [
+      job.orderId,
+      job.connectionId,
+      job.operation,
+      status,
+      JSON.stringify(failure.toJSON()),
+      runId,
+      ...changeParams([{ type: 'sync.failed', orderId: job.orderId, connectionId: job.connectionId, data: { operation: job.operation, status, ...failure.toJSON() } }]),
+    ],
+  )
+  return failure
+}
