@@ -1,9 +1,9 @@
-import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { verifyStandardWebhook, type Logger, type OperationContext, type SyncFailure } from '../../src/connector-kit/index.ts'
 import { demoCrm, secretsSchema, settingsSchema, type DemoCrmSecrets, type DemoCrmSettings } from './index.ts'
 import { sampleOrder } from './sender.ts'
 import { startCrmSimulator, type CrmSimulator } from './simulator.ts'
+import { startWebhookReceiver, type ReceivedWebhook, type WebhookReceiver } from '../../test/support/webhook-receiver.ts'
 
 const webhookSecret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'
 const apiToken = 'test-crm-token'
@@ -11,44 +11,18 @@ const noopLogger: Logger = { info: () => {}, warn: () => {}, error: () => {} }
 const crm = demoCrm.crm!
 const webhooks = demoCrm.webhooks!
 
-interface Received {
-  headers: IncomingHttpHeaders
-  body: Buffer
-}
-
-/** Stands in for orderbridge's webhook endpoint: records what arrives and answers 202. */
-async function startReceiver() {
-  const received: Received[] = []
-  const server = createHttpServer((request, response) => {
-    const chunks: Buffer[] = []
-    request.on('data', (chunk: Buffer) => chunks.push(chunk))
-    request.on('end', () => {
-      received.push({ headers: request.headers, body: Buffer.concat(chunks) })
-      response.writeHead(202, { 'content-type': 'application/json' }).end('{"status":"accepted"}')
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return {
-    url: `http://127.0.0.1:${address.port}/webhooks/demo-crm`,
-    received,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  }
-}
-
 /** What orderbridge's ingest does with a delivery: verify, parse, validate, turn into an event. */
-function ingest(delivery: Received) {
+function ingest(delivery: ReceivedWebhook) {
   expect(verifyStandardWebhook(webhookSecret, delivery.headers as Record<string, string>, delivery.body)).toEqual({ ok: true })
   return webhooks.toEvent(webhooks.bodySchema.parse(JSON.parse(delivery.body.toString('utf8'))))
 }
 
-let receiver: Awaited<ReturnType<typeof startReceiver>>
+let receiver: WebhookReceiver
 let sim: CrmSimulator
 let sequence = 0
 
 beforeAll(async () => {
-  receiver = await startReceiver()
+  receiver = await startWebhookReceiver({ path: '/webhooks/demo-crm', answer: { status: 202, json: { status: 'accepted' } } })
   sim = await startCrmSimulator({ webhookUrl: receiver.url, secret: webhookSecret, apiToken })
 })
 
@@ -130,7 +104,7 @@ describe('CRM-run approval', () => {
   })
 
   it('decides every order created in the CRM by itself when configured to', async () => {
-    const own = await startReceiver()
+    const own = await startWebhookReceiver({ path: '/webhooks/demo-crm', answer: { status: 202, json: { status: 'accepted' } } })
     const auto = await startCrmSimulator({ webhookUrl: own.url, secret: webhookSecret, approval: { decision: 'approved', afterMs: 10, level: 'sales_manager' } })
     try {
       const created = await fetch(`${auto.url}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ count: 1 }) })

@@ -1,9 +1,9 @@
-import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http'
-import { createServer } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { verifyStandardWebhook, type Logger, type OperationContext, type SyncFailure } from '../../src/connector-kit/index.ts'
 import { demoWms, secretsSchema, settingsSchema, type DemoWmsSecrets, type DemoWmsSettings } from './index.ts'
 import { startWmsSimulator, type WmsSimulator } from './simulator.ts'
+import { freePort } from '../../src/shared/free-port.ts'
+import { startWebhookReceiver, type ReceivedWebhook } from '../../test/support/webhook-receiver.ts'
 
 const apiToken = 'test-wms-token'
 const webhookSecret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'
@@ -70,43 +70,8 @@ async function failureOf(promise: Promise<unknown>, ctx = context()): Promise<Sy
   return demoWms.classify(error, ctx)
 }
 
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())))
-  return address.port
-}
-
-interface Received {
-  headers: IncomingHttpHeaders
-  body: Buffer
-}
-
-/** A webhook receiver on loopback that records what arrives and answers the scripted statuses (then 204). */
-async function startReceiver(statuses: number[] = []) {
-  const received: Received[] = []
-  const server = createHttpServer((request, response) => {
-    const chunks: Buffer[] = []
-    request.on('data', (chunk: Buffer) => chunks.push(chunk))
-    request.on('end', () => {
-      received.push({ headers: request.headers, body: Buffer.concat(chunks) })
-      response.writeHead(statuses.shift() ?? 204).end()
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return {
-    url: `http://127.0.0.1:${address.port}/webhooks/demo-wms`,
-    received,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  }
-}
-
 /** What orderbridge's ingest does with a delivery: verify, parse, validate, turn into an event. */
-function ingest(delivery: Received) {
+function ingest(delivery: ReceivedWebhook) {
   const verified = verifyStandardWebhook(webhookSecret, delivery.headers as Record<string, string>, delivery.body)
   expect(verified).toEqual({ ok: true })
   const body = webhooks.bodySchema.parse(JSON.parse(delivery.body.toString('utf8')))
@@ -431,7 +396,7 @@ describe('the demo-wms connector', () => {
     })
 
     it('a refused connection is transient', async () => {
-      const ctx = context({ baseUrl: `http://127.0.0.1:${await closedPort()}` })
+      const ctx = context({ baseUrl: `http://127.0.0.1:${await freePort()}` })
       const failure = await failureOf(inventory.getStock(ctx, ['SKU-C']), ctx)
       expect(failure.kind).toBe('transient')
       expect(failure.message).toContain('ECONNREFUSED')
@@ -441,7 +406,7 @@ describe('the demo-wms connector', () => {
 
 describe('events', () => {
   it('sends signed shipment and stock events in its own format, which the connector turns into fulfilment events', async () => {
-    const receiver = await startReceiver()
+    const receiver = await startWebhookReceiver({ path: '/webhooks/demo-wms' })
     const sim = await startWmsSimulator({ apiToken, stock: { 'SKU-E': 10 }, webhookUrl: receiver.url, webhookSecret, carrier: 'ZTO' })
     try {
       const ctx = context({ baseUrl: sim.url })
@@ -490,7 +455,7 @@ describe('events', () => {
   })
 
   it('ships and delivers by itself when asked to, and retries a failed delivery under the same webhook-id', async () => {
-    const receiver = await startReceiver([503])
+    const receiver = await startWebhookReceiver({ path: '/webhooks/demo-wms', statuses: [503] })
     const sim = await startWmsSimulator({ apiToken, stock: { 'SKU-E': 10 }, webhookUrl: receiver.url, webhookSecret, autoShipAfterMs: 20, autoDeliverAfterMs: 20, webhookRetryDelayMs: 10 })
     try {
       const reservation = await inventory.reserve.run(context({ baseUrl: sim.url }), { allowPartial: false, lines: [{ lineId: 'L1', sku: 'SKU-E', quantity: '1' }] }, undefined)

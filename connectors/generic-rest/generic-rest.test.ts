@@ -1,11 +1,11 @@
-import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http'
-import { createServer } from 'node:net'
 import Fastify from 'fastify'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { verifyStandardWebhook, type Logger, type OperationContext } from '../../src/connector-kit/index.ts'
 import { genericRest } from './index.ts'
 import { secretsSchema, settingsSchema, type GenericRestSecrets, type GenericRestSettings } from './settings.ts'
 import { startErpSimulator, type ErpSimulator } from './simulator.ts'
+import { freePort } from '../../src/shared/free-port.ts'
+import { startWebhookReceiver, type ReceivedWebhook } from '../../test/support/webhook-receiver.ts'
 
 const apiToken = 'test-erp-token'
 const webhookSecret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'
@@ -42,15 +42,6 @@ async function classified(promise: Promise<unknown>, ctx: OperationContext<Gener
     (err: unknown) => err,
   )
   return genericRest.classify(error, ctx)
-}
-
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())))
-  return address.port
 }
 
 beforeAll(async () => {
@@ -214,7 +205,7 @@ describe('salesOrders.upsert', () => {
     })
 
     it('a refused connection is transient', async () => {
-      const ctx = context({ baseUrl: `http://127.0.0.1:${await closedPort()}` })
+      const ctx = context({ baseUrl: `http://127.0.0.1:${await freePort()}` })
 
       const failure = await classified(upsert.run(ctx, salesOrder(ctx.reference), undefined), ctx)
 
@@ -385,7 +376,7 @@ describe('credit.getCustomerCredit', () => {
       } finally {
         await down.close()
       }
-      const ctx = context({ baseUrl: `http://127.0.0.1:${await closedPort()}` })
+      const ctx = context({ baseUrl: `http://127.0.0.1:${await freePort()}` })
       expect(await classified(credit.getCustomerCredit(ctx, 'C-001'), ctx)).toMatchObject({ kind: 'transient' })
     })
 
@@ -423,34 +414,8 @@ describe('credit.getCustomerCredit', () => {
   })
 })
 
-interface Received {
-  headers: IncomingHttpHeaders
-  body: Buffer
-}
-
-/** A webhook receiver on loopback that records what arrives and answers 204. */
-async function startReceiver() {
-  const received: Received[] = []
-  const server = createHttpServer((request, response) => {
-    const chunks: Buffer[] = []
-    request.on('data', (chunk: Buffer) => chunks.push(chunk))
-    request.on('end', () => {
-      received.push({ headers: request.headers, body: Buffer.concat(chunks) })
-      response.writeHead(204).end()
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return {
-    url: `http://127.0.0.1:${address.port}/webhooks/demo-erp`,
-    received,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  }
-}
-
 /** What orderbridge's ingest does with a delivery: verify, parse, validate, turn into an event. */
-function ingest(delivery: Received) {
+function ingest(delivery: ReceivedWebhook) {
   expect(verifyStandardWebhook(webhookSecret, delivery.headers as Record<string, string>, delivery.body)).toEqual({ ok: true })
   const webhooks = genericRest.webhooks!
   return webhooks.toEvent(webhooks.bodySchema.parse(JSON.parse(delivery.body.toString('utf8'))))
@@ -460,7 +425,7 @@ describe('invoice and payment events', () => {
   const headers = { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json' }
 
   it('invoices once, takes partial payments, and sends signed events that become order.invoiced and order.payment_received', async () => {
-    const receiver = await startReceiver()
+    const receiver = await startWebhookReceiver({ path: '/webhooks/demo-erp' })
     const other = await startErpSimulator({ apiToken, webhookUrl: receiver.url, webhookSecret, paymentTermsDays: 14 })
     try {
       const ctx = context({ baseUrl: other.url })
@@ -506,7 +471,7 @@ describe('invoice and payment events', () => {
   })
 
   it('invoices and pays by itself when asked to', async () => {
-    const receiver = await startReceiver()
+    const receiver = await startWebhookReceiver({ path: '/webhooks/demo-erp' })
     const other = await startErpSimulator({ apiToken, webhookUrl: receiver.url, webhookSecret, autoInvoiceAfterMs: 10, autoPayAfterMs: 10 })
     try {
       const ctx = context({ baseUrl: other.url })

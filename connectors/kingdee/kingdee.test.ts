@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { describeConnectorConformance } from '../../src/connector-kit/conformance.ts'
 import { SyncFailure, withExchangeCapture, type HttpExchange, type Logger, type OperationContext } from '../../src/connector-kit/index.ts'
@@ -8,6 +7,7 @@ import { KingdeeError, classifyKingdeeError } from './errors.ts'
 import { fieldKeysOf, filterValue, kingdee, salesOrderModelSchema } from './index.ts'
 import { secretsSchema, settingsSchema, type KingdeeSecrets, type KingdeeSettings } from './settings.ts'
 import { startKingdeeSimulator, type KingdeeSimulator } from './simulator.ts'
+import { freePort } from '../../src/shared/free-port.ts'
 
 const fixture = (name: string) => readFileSync(new URL(`../../../shared/fixtures/${name}`, import.meta.url), 'utf8')
 const example = (name: string) => JSON.parse(readFileSync(new URL(`../../mappings/examples/canonical.to-kingdee.sales-order/${name}`, import.meta.url), 'utf8')) as Record<string, unknown>
@@ -412,7 +412,7 @@ describe('salesOrders.upsert', () => {
       expect(failure).toMatchObject({ kind: 'transient', details: { httpStatus: 503, retryAfterMs: 3000 } })
       expect(ordersFor(ctx.reference)).toEqual([])
 
-      const port = await closedPort()
+      const port = await freePort()
       const offline = context({ baseUrl: `http://127.0.0.1:${port}/k3cloud` })
       expect((await failureOf(upsert.run(offline, model(), undefined), offline)).kind).toBe('transient')
     })
@@ -550,11 +550,3 @@ describeConnectorConformance('kingdee', async () => {
   }
 })
 
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())))
-  return address.port
-}

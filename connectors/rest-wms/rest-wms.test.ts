@@ -1,4 +1,3 @@
-import { createServer } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { describeConnectorConformance } from '../../src/connector-kit/conformance.ts'
 import { WebhookRejected, type OperationContext, type SyncFailure } from '../../src/connector-kit/index.ts'
@@ -9,12 +8,12 @@ import {
   sampleConnection,
   sampleSecrets,
   sampleSettings,
-  startReceiver,
   testApiKey,
   testWebhookSecret,
   waitFor,
-  type ReceivedWebhook,
 } from './test-support.ts'
+import { startWebhookReceiver, type ReceivedWebhook } from '../../test/support/webhook-receiver.ts'
+import { freePort } from '../../src/shared/free-port.ts'
 
 const inventory = restWms.inventory!
 const webhooks = restWms.customWebhooks!
@@ -68,15 +67,6 @@ async function failureOf(promise: Promise<unknown>, ctx = context()): Promise<Sy
     (err: unknown) => err,
   )
   return restWms.classify(error, ctx)
-}
-
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())))
-  return address.port
 }
 
 const one = (sku: string, quantity: string, lineId = 'L1') => ({ allowPartial: false, lines: [{ lineId, sku, quantity }] })
@@ -425,7 +415,7 @@ describe('the rest-wms connector, configured for the simulator', () => {
     })
 
     it('a refused connection is transient', async () => {
-      const ctx = operationContext(sampleSettings(`http://127.0.0.1:${await closedPort()}`))
+      const ctx = operationContext(sampleSettings(`http://127.0.0.1:${await freePort()}`))
       const failure = await failureOf(inventory.getStock(ctx, ['SKU-C']), ctx)
       expect(failure.kind).toBe('transient')
       expect(failure.message).toContain('ECONNREFUSED')
@@ -440,7 +430,7 @@ describe('events', () => {
   }
 
   it('reads the simulator\'s signed shipment and stock events through the configured paths', async () => {
-    const receiver = await startReceiver()
+    const receiver = await startWebhookReceiver({ path: '/webhooks/acme-wms' })
     const sim = await startAcmeWmsSimulator({ apiKey: testApiKey, stock: { 'SKU-E': 10 }, webhookUrl: receiver.url, webhookSecret: testWebhookSecret, carrier: 'SF Express' })
     try {
       const simSettings = sampleSettings(sim.url)
@@ -475,7 +465,7 @@ describe('events', () => {
   })
 
   it('refuses a delivery with a bad signature or without a secret (401), and says so in orderbridge\'s error format', async () => {
-    const receiver = await startReceiver()
+    const receiver = await startWebhookReceiver({ path: '/webhooks/acme-wms' })
     const sim = await startAcmeWmsSimulator({ apiKey: testApiKey, stock: { 'SKU-E': 1 }, webhookUrl: receiver.url, webhookSecret: 'whsec_b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldA==' })
     try {
       sim.receive('SKU-E', 1)

@@ -4,7 +4,6 @@
  * loopback. Test code only; nothing in the connector imports it.
  */
 import { readFileSync } from 'node:fs'
-import { createServer, type IncomingHttpHeaders } from 'node:http'
 import { parse } from 'yaml'
 import type { Logger, OperationContext } from '../../src/connector-kit/index.ts'
 import { secretsSchema, settingsSchema, type RestWmsSecrets, type RestWmsSettings } from './settings.ts'
@@ -51,32 +50,6 @@ export function operationContext(
     reference: `ORD-rest-${sequence}`,
     mayHaveWritten: false,
     ...overrides,
-  }
-}
-
-export interface ReceivedWebhook {
-  headers: IncomingHttpHeaders
-  body: Buffer
-}
-
-/** A webhook receiver on loopback that records what arrives and answers 204. */
-export async function startReceiver() {
-  const received: ReceivedWebhook[] = []
-  const server = createServer((request, response) => {
-    const chunks: Buffer[] = []
-    request.on('data', (chunk: Buffer) => chunks.push(chunk))
-    request.on('end', () => {
-      received.push({ headers: request.headers, body: Buffer.concat(chunks) })
-      response.writeHead(204).end()
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return {
-    url: `http://127.0.0.1:${address.port}/webhooks/acme-wms`,
-    received,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   }
 }
 

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { describeConnectorConformance } from '../../src/connector-kit/conformance.ts'
 import { SyncFailure, parseXml, xmlAttr, xmlChild, type Logger, type OperationContext, type XmlNode, type XmlValue } from '../../src/connector-kit/index.ts'
@@ -8,6 +7,7 @@ import { belnrOf, newDocnum, orders05InputSchema, type Orders05Document } from '
 import { sapIdoc } from './index.ts'
 import { secretsSchema, settingsSchema, type SapIdocSecrets, type SapIdocSettings } from './settings.ts'
 import { startSapIdocSimulator, type SapIdocSimulator } from './simulator.ts'
+import { freePort } from '../../src/shared/free-port.ts'
 
 const fixturePath = new URL('../../../shared/fixtures/sap-idoc-orders05-ext-lumberliquidators.xml', import.meta.url)
 const example = (name: string) => JSON.parse(readFileSync(new URL(`../../mappings/examples/canonical.to-sap.orders05/${name}`, import.meta.url), 'utf8')) as Orders05Document
@@ -310,7 +310,7 @@ describe('salesOrders.upsert', () => {
       expect((await failureOf(upsert.run(wrong, document(), undefined), wrong)).kind).toBe('auth')
       sap.faults.failNext(1, 503, { headers: { 'retry-after': '5' } })
       expect(await failureOf(upsert.run(ctx, document(), undefined), ctx)).toMatchObject({ kind: 'transient', details: { retryAfterMs: 5000 } })
-      const offline = context({ settings: { baseUrl: `http://127.0.0.1:${await closedPort()}` } })
+      const offline = context({ settings: { baseUrl: `http://127.0.0.1:${await freePort()}` } })
       expect((await failureOf(upsert.run(offline, document(), undefined), offline)).kind).toBe('transient')
     })
 
@@ -379,11 +379,3 @@ describeConnectorConformance('sap-idoc', async () => {
   }
 })
 
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())))
-  return address.port
-}

@@ -22,7 +22,6 @@
  * import it from `src/connector-kit/conformance.ts` in a test file.
  */
 import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:net'
 import { AxiosError, AxiosHeaders, type AxiosResponse, type InternalAxiosRequestConfig } from 'axios'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
@@ -30,6 +29,7 @@ import type { ConnectorContext, ConnectorDefinition, Logger, OperationContext, R
 import { SyncFailure, failureKinds, isSyncFailure, type FailureKind } from './failure.ts'
 import { classifyHttpError, isSecretName, secretValuesOf } from './http-client.ts'
 import { failureKindForStatus } from './http-status.ts'
+import { freePort } from '../shared/free-port.ts'
 
 /** Faults the simulator can inject, as the suite needs them. */
 export interface ConformanceFaults {
@@ -106,15 +106,6 @@ function syntheticAxiosError(options: { status?: number; code?: string; headers?
         }
   const message = response ? `Request failed with status code ${response.status}` : `connect failed (${options.code ?? 'network'}) sending ${secret}`
   return new AxiosError(message, options.code ?? (response ? 'ERR_BAD_RESPONSE' : undefined), config, {}, response)
-}
-
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())))
-  return address.port
 }
 
 /** Settings with every http(s) URL pointed at a closed port; `undefined` when there is no URL to point. */
@@ -350,7 +341,7 @@ export function describeConnectorConformance(name: string, setup: () => Promise<
       })
 
       it('fails as transient when the remote is unreachable', async ({ skip }) => {
-        const raw = unreachable(env.ctx.settings, await closedPort())
+        const raw = unreachable(env.ctx.settings, await freePort())
         if (raw === undefined) return skip('no URL in the settings to point elsewhere')
         const ctx = context({ settings: connector.manifest.settingsSchema.parse(raw) })
         const err = await failureOf(() => connector.check(ctx))
