@@ -77,6 +77,10 @@ export const circuitBreakerSchema = z.object({
 export const circuitBreakerDefaults = { failureThreshold: 5, errorRate: 0.5, window: 20, cooldownMs: 30_000, maxCooldownMs: 300_000 } as const
 export type CircuitBreakerSettings = { [K in keyof typeof circuitBreakerDefaults]: number }
 
+/** How a connection's sync jobs retry retryable failures (config `retry`): tries in all, then a dead letter. */
+export const retryDefaults = { attempts: 8, backoffMs: 1_000, maxBackoffMs: 300_000 } as const
+export type RetryPolicy = { [K in keyof typeof retryDefaults]: number }
+
 export const connectionSchema = z.object({
   id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and -'),
   connector: z.string().min(1),
@@ -99,6 +103,7 @@ export const connectionSchema = z.object({
     .object({
       attempts: z.number().int().min(1).max(100).describe('Tries in all, the first included (default 8)'),
       backoffMs: z.number().int().positive().describe('The first backoff delay; it doubles with each try, with jitter (default 1000)'),
+      maxBackoffMs: z.number().int().positive().optional().describe('The longest backoff delay, however many tries came before (default 300000: five minutes)'),
     })
     .optional(),
 })

@@ -86,10 +86,9 @@ export async function startOrderbridge({ mode, env, config: given, logger = crea
 
     const redis = await locateRedis({ url: env.REDIS_URL, allowPrivate: mode === 'all', dataDir: env.ORDERBRIDGE_DATA_DIR })
     if (redis.stop) closers.push(redis.stop)
-    const retry = Object.fromEntries(config.connections.flatMap((c) => (c.retry ? [[c.id, c.retry]] : [])))
     const notifications = config.notifications ?? notificationSettingsSchema.parse({})
     const stepConnections = createLifecycle({ connections, notifications }).stepConnections()
-    const queues = createQueueSet({ redisUrl: redis.url, prefix: env.ORDERBRIDGE_QUEUE_PREFIX, syncConnections: stepConnections.map((c) => c.id), retry })
+    const queues = createQueueSet({ redisUrl: redis.url, prefix: env.ORDERBRIDGE_QUEUE_PREFIX, syncConnections: stepConnections.map((c) => c.id), retry: Object.fromEntries(stepConnections.map((c) => [c.id, c.retry])) })
     closers.push(() => queues.close())
     const notificationQueue = createNotificationQueue(queues.redis, queues.prefix)
     closers.push(() => notificationQueue.close())

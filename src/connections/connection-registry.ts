@@ -3,7 +3,7 @@
  * secrets validated against the connector's schemas. Secrets stay in memory, never in logs.
  */
 import type { ConnectorDefinition } from '../connector-kit/index.ts'
-import { circuitBreakerDefaults, ConfigError, type CircuitBreakerSettings, type FileConfig, type RateLimit } from '../config.ts'
+import { circuitBreakerDefaults, ConfigError, retryDefaults, type CircuitBreakerSettings, type FileConfig, type RateLimit, type RetryPolicy } from '../config.ts'
 import { issuesOf, type FieldIssue } from '../shared/field-issues.ts'
 import type { MappingCatalog } from '../mapping/mapping-catalog.ts'
 
@@ -17,6 +17,7 @@ export interface Connection {
   /** Sync steps per interval across all worker processes; none when unset. */
   rateLimit?: RateLimit
   circuitBreaker: CircuitBreakerSettings
+  retry: RetryPolicy
   stockPolicy: 'hold' | 'partial' | 'reject'
   /** `crm`: its orders wait for the CRM's approval events instead of orderbridge's rules. */
   approvedBy: 'orderbridge' | 'crm'
@@ -63,6 +64,7 @@ export function createConnectionRegistry(
         concurrency: c.concurrency ?? connector.manifest.limits?.concurrency ?? 8,
         ...(c.rateLimit ? { rateLimit: c.rateLimit } : {}),
         circuitBreaker: breakerSettings(c.circuitBreaker),
+        retry: { ...retryDefaults, ...c.retry, maxBackoffMs: c.retry?.maxBackoffMs ?? retryDefaults.maxBackoffMs },
         stockPolicy: c.stockPolicy ?? 'hold',
         approvedBy: c.approvedBy ?? 'orderbridge',
       },

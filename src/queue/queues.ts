@@ -5,6 +5,7 @@
 import { Queue, type JobsOptions } from 'bullmq'
 import { Redis } from 'ioredis'
 import { z } from 'zod'
+import { retryDefaults, type RetryPolicy } from '../config.ts'
 
 export const ingestQueueName = 'ingest'
 export const syncQueueName = (connectionId: string) => `sync-${connectionId}`
@@ -52,16 +53,24 @@ export function createRedis(url: string): Redis {
   return new Redis(url, { maxRetriesPerRequest: null, lazyConnect: false })
 }
 
-/** Per connection: tries in all and the first backoff delay of its sync jobs (config `retry`). */
-export interface RetryPolicy {
-  attempts: number
-  backoffMs: number
-}
+/** Sync jobs back off with this strategy: BullMQ's exponential, with jitter, capped (see `cappedBackoff`). */
+export const syncBackoffType = 'capped-exponential'
 
 /** A sync queue's job options. They are set on the queue, so every place that adds its jobs uses them. */
-export function syncJobOptions(retry: RetryPolicy | undefined): JobsOptions {
-  if (!retry) return defaultJobOptions
-  return { ...defaultJobOptions, attempts: retry.attempts, backoff: { type: 'exponential', delay: retry.backoffMs, jitter: 0.5 } }
+export function syncJobOptions(retry: RetryPolicy): JobsOptions {
+  return { ...defaultJobOptions, attempts: retry.attempts, backoff: { type: syncBackoffType, delay: retry.backoffMs, jitter: 0.5 } }
+}
+
+/**
+ * The sync workers' backoff: the first delay doubles with each try, as BullMQ's exponential does, but
+ * never beyond `maxBackoffMs`, so a connection allowed many tries still tries every few minutes
+ * instead of waiting hours. Jitter takes up to half off, so retries of a burst spread out.
+ */
+export function cappedBackoff(retry: RetryPolicy): (attemptsMade: number) => number {
+  return (attemptsMade) => {
+    const ceiling = Math.min(retry.maxBackoffMs, retry.backoffMs * 2 ** Math.max(0, attemptsMade - 1))
+    return Math.floor(ceiling * (1 - 0.5 * Math.random()))
+  }
 }
 
 export function createQueueSet(options: { redisUrl: string; prefix: string; syncConnections: readonly string[]; retry?: Readonly<Record<string, RetryPolicy>> }): QueueSet {
@@ -70,7 +79,7 @@ export function createQueueSet(options: { redisUrl: string; prefix: string; sync
   const prefix = `{${options.prefix}}`
   const ingest = new Queue<IngestJob>(ingestQueueName, { connection: redis, prefix, defaultJobOptions })
   const sync = new Map(
-    options.syncConnections.map((id) => [id, new Queue<SyncJob>(syncQueueName(id), { connection: redis, prefix, defaultJobOptions: syncJobOptions(options.retry?.[id]) })]),
+    options.syncConnections.map((id) => [id, new Queue<SyncJob>(syncQueueName(id), { connection: redis, prefix, defaultJobOptions: syncJobOptions(options.retry?.[id] ?? retryDefaults) })]),
   )
   return {
     redis,

@@ -83,30 +83,42 @@ export async function runLeasedStep(deps: SyncDeps, attempt: Attempt, body: (ste
   }
 }
 
+type LeaseRow = Record<string, unknown> & {
+  link_external_id: string | null
+  last_synced_version: number | null
+  target_version: number | null
+  override_document: Record<string, unknown> | null
+  override_version: number | null
+  uncertain: number
+}
+
+const linkColumns = 'l.external_id as link_external_id, l.last_synced_version, l.target_version, l.override_document, l.override_version'
+const linkKey = 'order_id = $1 and connection_id = $2 and operation = $3'
+/** Earlier attempts of this step that may have written: they answered, or their outcome is unknown. */
+const uncertainAttempts = `(select count(*)::int from sync_attempts where ${linkKey} and (outcome <> 'failed' or failure_kind = 'unknown_outcome')) as uncertain`
+
 async function takeLease(deps: SyncDeps, attempt: Attempt): Promise<LeasedStep> {
   const { job, runId } = attempt
+  const key = [job.orderId, job.connectionId, job.operation]
   // One round trip: take the lease, read the order, and count earlier attempts that may have written.
-  const [row] = await deps.db.query<
-    Record<string, unknown> & {
-      link_external_id: string | null
-      last_synced_version: number | null
-      target_version: number | null
-      override_document: Record<string, unknown> | null
-      override_version: number | null
-      uncertain: number
-    }
-  >(
+  // The update may wait for the link's row lock and then see the version that committed meanwhile,
+  // while the order is read as the statement found it: `unchanged` says whether the two still agree.
+  const [taken] = await deps.db.query<LeaseRow & { unchanged: boolean }>(
     `with leased as (
-       update links set lease_owner = $4, lease_until = now() + make_interval(secs => $5)
-       where order_id = $1 and connection_id = $2 and operation = $3 and (lease_until is null or lease_until < now() or lease_owner = $4)
-       returning external_id as link_external_id, last_synced_version, target_version, override_document, override_version)
-     select leased.*, o.*,
-       (select count(*)::int from sync_attempts where order_id = $1 and connection_id = $2 and operation = $3
-        and (outcome <> 'failed' or failure_kind = 'unknown_outcome')) as uncertain
+       update links l set lease_owner = $4, lease_until = now() + make_interval(secs => $5)
+       where ${linkKey} and (lease_until is null or lease_until < now() or lease_owner = $4)
+       returning ${linkColumns})
+     select leased.*, o.*, ${uncertainAttempts},
+       exists (select from links s where ${linkKey} and (s.external_id, s.last_synced_version, s.target_version)
+         is not distinct from (leased.link_external_id, leased.last_synced_version, leased.target_version)) as unchanged
      from leased left join lateral (${selectOrder('$1')}) o on true`,
-    [job.orderId, job.connectionId, job.operation, runId, leaseMs / 1000],
+    [...key, runId, leaseMs / 1000],
   )
-  if (!row) throw new SyncFailure('conflict', 'another step for this order and target is running', { connectorId: job.connectionId })
+  if (!taken) throw new SyncFailure('conflict', 'another step for this order and target is running', { connectorId: job.connectionId })
+  // The lease is ours now, so a second read sees the order and its link as one writer left them.
+  const row = taken.unchanged
+    ? taken
+    : (await deps.db.query<LeaseRow>(`select ${linkColumns}, o.*, ${uncertainAttempts} from links l left join lateral (${selectOrder('$1')}) o on true where ${linkKey}`, key))[0]!
   const connection = deps.connections.get(job.connectionId)
   if (!row.id) throw await fail(deps, attempt, new SyncFailure('not_found', `order ${job.orderId} does not exist`))
   if (!connection) throw await fail(deps, attempt, new SyncFailure('config', `connection ${job.connectionId} is not configured`))

@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis'
 import type { RateLimit } from '../config.ts'
 import type { Connection } from '../connections/connection-registry.ts'
 import { isSyncFailure } from '../connector-kit/index.ts'
-import { syncJobSchema, syncQueueName, type SyncJob } from '../queue/queues.ts'
+import { cappedBackoff, syncJobSchema, syncQueueName, type SyncJob } from '../queue/queues.ts'
 import { createCircuitBreaker, type CircuitBreaker, type StepEvidence } from './circuit-breaker.ts'
 import { stepFor } from './steps.ts'
 import type { StepOutcome, SyncDeps } from './step-runtime.ts'
@@ -21,7 +21,7 @@ export const maxWaits = 100
 const minEvenSpacingMs = 10
 
 export interface SyncWorkerOptions {
-  connection: Pick<Connection, 'id' | 'concurrency' | 'rateLimit' | 'circuitBreaker'>
+  connection: Pick<Connection, 'id' | 'concurrency' | 'rateLimit' | 'circuitBreaker' | 'retry'>
   /** The connection's sync queue (the one the breaker pauses). */
   queue: Queue<SyncJob>
   redis: Redis
@@ -105,6 +105,7 @@ export function startSyncWorker(deps: SyncDeps, options: SyncWorkerOptions): Syn
       connection: options.redis.duplicate(),
       prefix: options.prefix,
       concurrency: connection.concurrency,
+      settings: { backoffStrategy: cappedBackoff(connection.retry) },
       ...(connection.rateLimit ? { limiter: limiterFor(connection.rateLimit) } : {}),
     },
   )

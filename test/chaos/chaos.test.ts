@@ -31,14 +31,15 @@ const chaos: ChaosOptions = { fail5xx: 0.2, timeout: 0.05, afterCommitShare: 0.5
  * defaults, chance alone would fail the run:
  * - retry: after an unknown outcome every attempt makes two calls (find by reference, then write), so
  *   it fails with p ≈ 1 − 0.73² ≈ 0.44; ~125 such steps a run with the default 8 attempts give
- *   125 × 0.44⁷ ≈ 0.4 dead letters per run. 16 attempts: ≈ 6·10⁻⁴. A short first backoff keeps a rare
- *   long streak (backoff doubles, uncapped) inside the settle budget.
+ *   125 × 0.44⁷ ≈ 0.4 dead letters per run. 16 attempts: ≈ 6·10⁻⁴. The backoff doubles from 100 ms
+ *   up to 10 s, so even a streak that uses most of them (≈ 90 s of waiting) settles within the budget;
+ *   uncapped (or at the default five-minute cap) one streak of 12 failures outlasted it.
  * - circuit breaker: the default (5 consecutive, or 50% of ≥10 of the last 20) opens at a 27% failure
  *   rate within a few dozen calls (P(≥5 of 10) ≈ 0.1), and each failed probe doubles the cooldown, so
  *   a run stalls for minutes. These thresholds open for an ERP that is down, not for this one:
  *   12 consecutive ≈ 4·10⁻⁴ per run, 70% of 20–40 calls ≈ 10⁻⁴.
  */
-const retry = { attempts: 16, backoffMs: 100 }
+const retry = { attempts: 16, backoffMs: 100, maxBackoffMs: 10_000 }
 const breaker = { failureThreshold: 12, errorRate: 0.7, window: 40 }
 const sendConcurrency = 20
 /** Chaos actions, at these shares of orders sent. */
@@ -120,7 +121,7 @@ connections:
     mappings:
       salesOrder: canonical.to-demo-erp.sales-order
     # This ERP fails about 27% of calls on purpose, so these are sized for it (see chaos.test.ts).
-    retry: { attempts: ${retry.attempts}, backoffMs: ${retry.backoffMs} }
+    retry: { attempts: ${retry.attempts}, backoffMs: ${retry.backoffMs}, maxBackoffMs: ${retry.maxBackoffMs} }
     circuitBreaker: { failureThreshold: ${breaker.failureThreshold}, errorRate: ${breaker.errorRate}, window: ${breaker.window} }
 pipeline:
   erp: demo-erp

@@ -43,10 +43,18 @@ describe('an order through its whole life', () => {
     ])
     expect(stack.wms.stock().find((s) => s.sku === 'SKU-100')).toMatchObject({ reserved: 2, available: 998 })
 
+    // Each write-back carries the status as it is when it runs, so steps quicker than a write-back
+    // may reach the CRM together; a state the order rests in while another system works reaches it.
+    const crmHeard = (state: string) =>
+      stack.waitFor(async () => stack.crmSimulator.statuses().find((x) => x.orderId === 'LC-1')?.history.some((h) => h.status === state) || undefined, `the CRM to hear ${state}`)
+    await crmHeard('pending_shipment')
+
     stack.wms.ship(reservation, { carrier: 'SF Express', trackingNumber: 'SF1234567890' })
     await waitForOrder(stack, 'LC-1', 'shipped', (o) => o.state === 'shipped')
+    await crmHeard('shipped')
     stack.wms.deliver(reservation)
     await waitForOrder(stack, 'LC-1', 'delivered', (o) => o.state === 'delivered')
+    await crmHeard('delivered')
 
     const invoice = stack.erp.invoice(salesOrder)
     await waitForOrder(stack, 'LC-1', 'invoiced', (o) => o.paymentState === 'invoiced')
@@ -57,16 +65,12 @@ describe('an order through its whole life', () => {
     const done = await waitForOrder(stack, 'LC-1', 'completed', (o) => o.state === 'completed')
     expect(done).toMatchObject({ paymentState: 'paid', amountPaid: '250.50', total: '250.50' })
 
-    // The CRM saw every state, and ends with the whole picture.
+    // The CRM ends with the whole picture.
     const crm = await stack.waitFor(async () => {
       const s = stack.crmSimulator.statuses().find((x) => x.orderId === 'LC-1')
       return s?.current.status === 'completed' ? s : undefined
     }, 'the CRM to hear completed')
     expect(crm.current).toMatchObject({ erp_order_no: salesOrder, invoice_no: expect.any(String), tracking_no: 'SF1234567890', paid_amount: '250.50', payment_status: 'paid' })
-    // Each write-back carries the status as it is when it runs, so quick steps may be told together;
-    // the states an order rests in while waiting for another system all reach the CRM.
-    const states = crm.history.map((h) => h.status)
-    for (const state of ['pending_shipment', 'shipped', 'delivered', 'completed']) expect(states).toContain(state)
 
     const { body } = await stack.api(`/api/v1/orders/${done.id}/timeline`)
     const transitions = body.timeline.filter((t: { kind: string }) => t.kind === 'transition').map((t: { toState: string }) => t.toState)

@@ -1,0 +1,79 @@
+/**
+ * A step reads the order and the version it is to bring the target to as one consistent pair, even
+ * when the order's new version commits while the step is waiting for the link's row lock. Found by
+ * the chaos test: the ERP kept an order's first version while its link said the second was synced.
+ * (PostgreSQL only: PGlite has one connection, so nothing can commit while a statement waits.)
+ */
+import { randomUUID } from 'node:crypto'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { genericRest } from '../../connectors/generic-rest/index.ts'
+import { circuitBreakerDefaults, retryDefaults } from '../../src/config.ts'
+import type { Connection, ConnectionRegistry } from '../../src/connections/connection-registry.ts'
+import type { Database } from '../../src/db/database.ts'
+import type { MappingCatalog } from '../../src/mapping/mapping-catalog.ts'
+import { createLogger } from '../../src/observability/logger.ts'
+import type { Lifecycle } from '../../src/orders/lifecycle.ts'
+import { runLeasedStep, type LeasedStep, type SyncDeps } from '../../src/sync/step-runtime.ts'
+import { openTestDatabase, type TestDatabase } from '../support/test-database.ts'
+
+const erp: Connection = {
+  id: 'erp',
+  connector: genericRest,
+  settings: {},
+  secrets: {},
+  mappings: {},
+  concurrency: 1,
+  circuitBreaker: circuitBreakerDefaults,
+  retry: retryDefaults,
+  stockPolicy: 'hold',
+  approvedBy: 'orderbridge',
+}
+const connections: ConnectionRegistry = { get: (id) => (id === erp.id ? erp : undefined), all: () => [erp], pipeline: { erp } }
+
+let test: TestDatabase
+let db: Database
+beforeAll(async () => {
+  test = await openTestDatabase('postgres')
+  db = test.db
+})
+afterAll(() => test?.drop())
+
+async function orderWithLink(): Promise<string> {
+  const id = randomUUID()
+  await db.query(
+    `insert into orders (id, source_connection, external_id, state, source_version, document, currency, total)
+     values ($1, 'crm', $2, 'reserved', 1, '{"version": 1}', 'CNY', '10.00')`,
+    [id, `SO-${id.slice(0, 8)}`],
+  )
+  await db.query(`insert into links (order_id, connection_id, operation, status, target_version) values ($1, 'erp', 'salesOrders.upsert', 'pending', 1)`, [id])
+  return id
+}
+
+/** Waits until some statement of this database waits for a row lock. */
+async function untilWaitingForLock(): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const [row] = await db.query<{ n: number }>(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()`)
+    if (row!.n > 0) return
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  throw new Error('the step never waited for the link row')
+}
+
+it('sees the version that committed while it waited for the link, not the order as it was before', async () => {
+  const orderId = await orderWithLink()
+  const deps: SyncDeps = { db, connections, mappings: {} as MappingCatalog, lifecycle: {} as Lifecycle, log: createLogger('silent') }
+  let seen: LeasedStep | undefined
+  let step: Promise<unknown> | undefined
+  await db.transaction(async (tx) => {
+    // What the normalize job does when version 2 arrives: the order and its link in one transaction.
+    await tx.query(`update orders set source_version = 2, document = '{"version": 2}' where id = $1`, [orderId])
+    await tx.query(`update links set target_version = 2, status = 'pending' where order_id = $1`, [orderId])
+    step = runLeasedStep(deps, { job: { orderId, connectionId: 'erp', operation: 'salesOrders.upsert', sourceVersion: 1, correlationId: 'test' }, runId: 'run-1', lastTry: false }, async (s) => {
+      seen = s
+      return { result: 'skipped', reason: 'test' }
+    })
+    await untilWaitingForLock()
+  })
+  await step
+  expect({ target: seen!.link.targetVersion, document: seen!.order.document }).toEqual({ target: 2, document: { version: 2 } })
+})
