@@ -22,13 +22,22 @@ export interface IdocStatusEntry {
   idocNumber: string
   status?: string
   messageType?: string
+  /** The sales order SAP made of (or changed with) the IDoc, when the service says. */
+  salesOrder?: string
+}
+
+export interface SendOptions {
+  /** The DOCNUM to send (default: a new one per call). */
+  docnum?: string
+  /** EDI_DC40 ARCKEY, the message id SAP's SOAP inbound receives exactly once. */
+  messageId?: string
 }
 
 export interface SapIdocClient {
   /** Resolves when SAP (or the status service) takes our credentials. */
   check(): Promise<void>
-  /** Posts the IDoc under a new DOCNUM with the given message type. */
-  send(document: Orders05Document, messageType: string): Promise<SentIdoc>
+  /** Posts the IDoc with the given message type, under a new DOCNUM unless `options.docnum` names one. */
+  send(document: Orders05Document, messageType: string, options?: SendOptions): Promise<SentIdoc>
   /** The IDocs SAP holds for a reference (E1EDK02 BELNR); needs `statusLookup`. */
   lookup(belnr: string): Promise<IdocStatusEntry[]>
 }
@@ -108,7 +117,13 @@ export function sapIdocClient(ctx: SapIdocContext): SapIdocClient {
       if (!idocNumber) continue
       const status = entry[statusLookup.statusField]
       const messageType = entry[statusLookup.messageTypeField]
-      found.push({ idocNumber, ...(typeof status === 'string' ? { status } : {}), ...(typeof messageType === 'string' ? { messageType } : {}) })
+      const salesOrder = entry[statusLookup.salesOrderField]
+      found.push({
+        idocNumber,
+        ...(typeof status === 'string' ? { status } : {}),
+        ...(typeof messageType === 'string' ? { messageType } : {}),
+        ...(typeof salesOrder === 'string' && salesOrder.trim() !== '' ? { salesOrder: salesOrder.trim() } : {}),
+      })
     }
     return found
   }
@@ -123,9 +138,9 @@ export function sapIdocClient(ctx: SapIdocContext): SapIdocClient {
       await http.get(settings.path, { params, responseType: 'text', transformResponse: [(d: unknown) => d], validateStatus: (s) => (s >= 200 && s < 300) || s === 405 })
     },
 
-    async send(document, messageType) {
-      const docnum = newDocnum()
-      const control = controlRecord(settings, { docnum, messageType, now: new Date() })
+    async send(document, messageType, options = {}) {
+      const docnum = options.docnum ?? newDocnum()
+      const control = controlRecord(settings, { docnum, messageType, now: new Date(), ...(options.messageId ? { messageId: options.messageId } : {}) })
       const body = soap ? idocSoapEnvelope(document, control, rootName) : idocXml(document, control, rootName)
       const response = await http.post<string>(settings.path, body, {
         params,

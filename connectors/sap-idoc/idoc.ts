@@ -10,7 +10,7 @@
  * outside the ones listed here are refused; a field this file does not list is written after the
  * listed ones. Pure: no I/O.
  */
-import { randomInt } from 'node:crypto'
+import { createHash, randomInt } from 'node:crypto'
 import { z } from 'zod'
 import { buildXml, soapEnvelopeNamespace, type TargetField, type XmlBuildNode } from '../../src/connector-kit/index.ts'
 import type { SapIdocSettings } from './settings.ts'
@@ -224,10 +224,30 @@ function orderedSegment(name: string, segment: IdocSegment): XmlBuildNode {
   return node
 }
 
+/**
+ * A DOCNUM that is the same on every retry of one write: 16 digits from a hash of the idempotency
+ * key, so SAP (WE02) shows one transfer id for a cancel however often it is sent.
+ */
+export function docnumFor(idempotencyKey: string): string {
+  const digest = createHash('sha256').update(`docnum:${idempotencyKey}`).digest()
+  return (digest.readBigUInt64BE(0) % 10_000_000_000_000_000n).toString().padStart(16, '0')
+}
+
+/** SAP's SOAP IDoc inbound takes an IDoc "exactly once" per message id in EDI_DC40 ARCKEY (prefix urn:sap.com:msgid=). */
+export const messageIdPrefix = 'urn:sap.com:msgid='
+
+/** The exactly-once message id of one write: a UUID-shaped hash of the idempotency key, the same on every retry. */
+export function messageIdFor(idempotencyKey: string): string {
+  const hex = createHash('sha256').update(`msgid:${idempotencyKey}`).digest('hex')
+  return `${messageIdPrefix}${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`
+}
+
 export interface ControlRecordInput {
   docnum: string
   messageType: string
   now: Date
+  /** ARCKEY: the message id SAP's SOAP inbound receives exactly once. */
+  messageId?: string
 }
 
 function wallClock(now: Date, timezone: string): { date: string; time: string } {
@@ -260,6 +280,7 @@ export function controlRecord(settings: SapIdocSettings, input: ControlRecordInp
     RCVPRN: cr.receiverPartner,
     CREDAT: date,
     CRETIM: time,
+    ARCKEY: input.messageId,
   }
   const node: XmlBuildNode = { '@SEGMENT': '1' }
   for (const field of ediDc40Fields) if (values[field] !== undefined) node[field] = values[field]
@@ -312,4 +333,16 @@ export function withReference(document: Orders05Document, reference: string, cha
       .map((item) => ({ ...item, ACTION: typeof item.ACTION === 'string' && item.ACTION !== '' ? item.ACTION : '002' }))
   }
   return { document: { IDOC: idoc }, replaced }
+}
+
+/**
+ * The order change IDoc that deletes the sales order (what IDOC_INPUT_ORDCHG does with header action
+ * 003): E1EDK01 ACTION 003, our purchase order number (E1EDK02 qualifier 001) and, when known,
+ * SAP's sales order number (qualifier 002), by which SAP then finds the order directly. No items:
+ * the header action applies to the whole document.
+ */
+export function cancellationDocument(reference: string, salesOrder?: string): Orders05Document {
+  const references: IdocSegment[] = [{ QUALF: '001', BELNR: belnrOf(reference) }]
+  if (salesOrder) references.push({ QUALF: '002', BELNR: salesOrder })
+  return { IDOC: { E1EDK01: { ACTION: '003' }, E1EDK02: references } }
 }

@@ -9,12 +9,18 @@
  * customer's purchase order number (E1EDK02 qualifier 001, BELNR) and every attempt gets its own
  * DOCNUM. After an attempt whose answer was lost, the connector asks the configured status service
  * for IDocs with our BELNR before sending again, and without one it does not send blind (unless
- * told to). It does not cancel orders: that is done in SAP. It never retries by itself.
+ * told to). A cancel is an ORDCHG whose header action is 003 (delete), sent under a DOCNUM and an
+ * exactly-once message id (ARCKEY) that are the same on every retry. It never retries by itself.
+ *
+ * Where configured (settings `inbound`), it also reads what SAP sends back to
+ * `POST /webhooks/<connection>` (customWebhooks, inbound.ts): DESADV → shipped (and delivered),
+ * INVOIC → invoiced, ORDRSP checked and acknowledged.
  */
 import { SyncFailure, defineConnector, type Operation, type OperationContext, type RemoteRecord } from '../../src/connector-kit/index.ts'
 import { sapIdocClient, type SapIdocClient, type SapIdocContext } from './client.ts'
 import { classifySapIdocError, sapIdocConnectorId } from './errors.ts'
-import { belnrOf, orders05Fields, orders05InputSchema, withReference, type Orders05Document } from './idoc.ts'
+import { belnrOf, cancellationDocument, docnumFor, messageIdFor, orders05Fields, orders05InputSchema, withReference, type Orders05Document } from './idoc.ts'
+import { acknowledgeSapIdocDelivery, inboundContentTypes, receiveSapIdocDelivery, refuseSapIdocDelivery } from './inbound.ts'
 import { secretsSchema, settingsSchema, type SapIdocSecrets, type SapIdocSettings } from './settings.ts'
 
 export { sapIdocConnectorId } from './errors.ts'
@@ -71,6 +77,32 @@ export const upsertSalesOrder: Operation<Orders05Document, RemoteRecord, SapIdoc
   run: runUpsert,
 }
 
+/**
+ * Deletes the sales order through the order change IDoc: ORDCHG with E1EDK01 ACTION 003 and our
+ * purchase order number, plus SAP's sales order number when the status service names it (SAP then
+ * finds the order by it; otherwise by purchase order number and sold-to party). The DOCNUM and the
+ * message id (ARCKEY) come from the idempotency key, so a retry repeats the same IDoc and SAP's
+ * SOAP inbound takes it once. Like every IDoc, HTTP 200 means SAP took it; whether the order could
+ * be deleted (no deliveries yet) SAP shows in the IDoc's status.
+ */
+async function cancelSalesOrder(ctx: OperationContext<SapIdocSettings, SapIdocSecrets>, existing: RemoteRecord): Promise<void> {
+  const client = sapIdocClient(ctx)
+  let salesOrder: string | undefined
+  if (ctx.settings.statusLookup) {
+    const entries = await client.lookup(belnrOf(ctx.reference))
+    const create = entries.filter((e) => e.salesOrder && (e.messageType === undefined || e.messageType === ctx.settings.controlRecord.messageType)).sort((a, b) => a.idocNumber.localeCompare(b.idocNumber))[0]
+    salesOrder = (create ?? entries.find((e) => e.salesOrder))?.salesOrder
+  }
+  const sent = await client.send(cancellationDocument(ctx.reference, salesOrder), ctx.settings.controlRecord.changeMessageType, {
+    docnum: docnumFor(ctx.idempotencyKey),
+    messageId: messageIdFor(ctx.idempotencyKey),
+  })
+  ctx.log.info(
+    { connectionId: ctx.connectionId, connectorId: sapIdocConnectorId, reference: ctx.reference, externalId: existing.externalId, docnum: sent.docnum, idocNumber: sent.idocNumber, bySalesOrder: salesOrder !== undefined },
+    'sent the order change IDoc that deletes the sales order (ACTION 003)',
+  )
+}
+
 export const sapIdoc = defineConnector({
   manifest: {
     id: sapIdocConnectorId,
@@ -83,6 +115,13 @@ export const sapIdoc = defineConnector({
   },
   check: (ctx) => sapIdocClient(ctx).check(),
   classify: (err) => classifySapIdocError(err, sapIdocConnectorId),
-  salesOrders: { upsert: upsertSalesOrder, findByReference },
+  salesOrders: { upsert: upsertSalesOrder, findByReference, cancel: cancelSalesOrder },
+  customWebhooks: {
+    verification: 'custom',
+    contentTypes: inboundContentTypes,
+    receive: receiveSapIdocDelivery,
+    acknowledge: acknowledgeSapIdocDelivery,
+    refuse: refuseSapIdocDelivery,
+  },
   describeFields: async (_ctx, target) => (target === 'salesOrder' ? orders05Fields() : []),
 })

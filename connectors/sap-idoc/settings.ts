@@ -19,6 +19,37 @@ export const controlRecordSchema = z.object({
   test: z.boolean().default(false).describe('TEST: mark IDocs as test IDocs.'),
 })
 
+/** The message types read from SAP; ORDRSP is checked and acknowledged, DESADV and INVOIC become events. */
+export const inboundMessageTypes = ['ORDRSP', 'DESADV', 'INVOIC'] as const
+export type InboundMessageType = (typeof inboundMessageTypes)[number]
+
+export const inboundSchema = z.object({
+  messageTypes: z
+    .array(z.enum(inboundMessageTypes))
+    .min(1)
+    .default(['DESADV', 'INVOIC'])
+    .describe('MESTYP values accepted; an IDoc of another message type is refused (422). ORDRSP is only checked and acknowledged: orderbridge has no event for an order confirmation.'),
+  authentication: z
+    .enum(['basic', 'header'])
+    .default('basic')
+    .describe('basic: HTTP Basic with the secrets inboundUsername / inboundPassword (what an SAP HTTP port or a PI/CPI receiver channel sends); header: the secret inboundToken in the header named by `header`.'),
+  header: z
+    .string()
+    .regex(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP header name')
+    .default('X-Orderbridge-Token')
+    .describe('The header that carries inboundToken when authentication is header.'),
+  trackingNumberField: z
+    .enum(['BOLNR', 'TRAID', 'LIFEX', 'EXIDV'])
+    .default('BOLNR')
+    .describe('Where a DESADV carries the tracking number: E1EDL20 BOLNR (bill of lading), TRAID (means of transport), LIFEX (external delivery id), or EXIDV of the first handling unit (E1EDL37).'),
+  carrierPartnerFunction: z
+    .string()
+    .regex(/^[A-Z0-9]{1,3}$/)
+    .default('SP')
+    .describe('The E1ADRM1 PARTNER_Q of the carrier in a DESADV (SP, the forwarding agent); its NAME1, else PARTNER_ID, is the carrier.'),
+})
+export type InboundSettings = z.infer<typeof inboundSchema>
+
 export const settingsSchema = z
   .object({
     baseUrl: z.url({ protocol: /^https?$/ }).describe('Where SAP (or SAP PI/PO or Cloud Integration) listens, e.g. https://s4h.example.com:44300.'),
@@ -46,6 +77,7 @@ export const settingsSchema = z
         idocNumberField: z.string().min(1).default('Docnum'),
         statusField: z.string().min(1).default('Status'),
         messageTypeField: z.string().min(1).default('Mestyp'),
+        salesOrderField: z.string().min(1).default('Vbeln').describe('The field naming the sales order SAP made of the IDoc (VBELN); a cancel sends it as E1EDK02 qualifier 002.'),
       })
       .optional()
       .describe('An OData-style status service (e.g. a custom Gateway service over EDIDC, or a Cloud Integration flow) answering {d:{results:[…]}}, {value:[…]} or a list. Without it a retry after a lost answer cannot tell whether the IDoc arrived.'),
@@ -55,12 +87,18 @@ export const settingsSchema = z
       .describe(
         'Without statusLookup, what a retry does after an attempt whose answer was lost: refuse (the order waits in needs_attention until someone checks SAP) or resend (SAP may then create the order twice).',
       ),
+    inbound: inboundSchema
+      .optional()
+      .describe('IDocs SAP (or PI/PO, Cloud Integration) posts to POST /webhooks/<connection>: which message types, and how a delivery is authenticated. Without it the connection accepts none.'),
   })
   .transform((settings) => ({ ...settings, path: settings.path ?? (settings.transport === 'soap' ? '/sap/bc/srt/idoc' : '/sap/bc/idoc_xml') }))
 
 export const secretsSchema = z.object({
   username: z.string().min(1).describe('The SAP (or middleware) user for HTTP Basic authentication.'),
   password: z.string().min(1).describe('Its password.'),
+  inboundUsername: z.string().min(1).optional().describe('The user SAP (or the middleware) sends IDocs to orderbridge as, with inbound.authentication basic.'),
+  inboundPassword: z.string().min(1).optional().describe('Its password.'),
+  inboundToken: z.string().min(16).optional().describe('The shared token SAP (or the middleware) sends in inbound.header, with inbound.authentication header; at least 16 characters.'),
 })
 
 export type SapIdocSettings = z.infer<typeof settingsSchema>

@@ -8,13 +8,23 @@
  * control record (inbound, ORDERS05, this system as receiver), segments known to ORDERS05 in their
  * definition order, each with SEGMENT="1". Taken IDocs are "processed" at once: status 53 with a
  * sales order number for ORDERS, or for an ORDCHG that finds its order; 51 otherwise; 56 when no
- * inbound partner profile exists for the sender. A status service answers like an OData v2 Gateway
- * service over the IDoc control records. Faults are scriptable. It does not log.
+ * inbound partner profile exists for the sender. An ORDCHG whose header action is 003 deletes the
+ * order it finds by sales order number (E1EDK02 002) or by purchase order number and sold-to party,
+ * unless it was delivered. Like SAP's SOAP IDoc namespace, the SOAP service receives an IDoc once
+ * per message id (EDI_DC40 ARCKEY, `urn:sap.com:msgid=…`); the IDoc XML service has no such check.
+ * A status service answers like an OData v2 Gateway service over the IDoc control records.
+ *
+ * Outbound, it plays SAP's XML-HTTP port: `ship`, `proofOfDelivery`, `invoice` and `confirm` build
+ * DESADV (DELVRY07), INVOIC (INVOIC02) and ORDRSP (ORDERS05) IDocs from the orders it holds and POST
+ * them, one at a time and in order, to the webhook target (bare IDoc XML or SOAP, HTTP Basic or a
+ * token header), retrying after a network error, 408, 429 or 5xx with the same DOCNUM and giving up
+ * after another 4xx. Faults are scriptable. It does not log.
  */
 import { timingSafeEqual, createHash } from 'node:crypto'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
-import { XmlParseError, asArray, parseXml, soapFault, xmlAttr, xmlChild, xmlText, type XmlNode, type XmlValue } from '../../src/connector-kit/index.ts'
-import { ediDc40Fields, orders05Segments, orders05TopSegments } from './idoc.ts'
+import { XmlParseError, asArray, buildXml, parseXml, soapFault, xmlAttr, xmlChild, xmlText, type XmlBuildNode, type XmlNode, type XmlValue } from '../../src/connector-kit/index.ts'
+import { addDecimals, isDecimal } from './decimal.ts'
+import { ediDc40Fields, idocSoapNamespace, messageIdPrefix, orders05Segments, orders05TopSegments } from './idoc.ts'
 
 export interface SimulatedIdoc {
   /** The IDoc number this system assigned (16 digits). */
@@ -26,6 +36,10 @@ export interface SimulatedIdoc {
   /** E1EDK02 qualifier 001: the customer's purchase order number. */
   belnr: string
   soldTo: string
+  /** E1EDK01 ACTION, when given (003 deletes the order). */
+  action?: string
+  /** EDI_DC40 ARCKEY: the message id the SOAP inbound receives once. */
+  messageId?: string
   /** 53 application document posted, 51 not posted, 56 no partner profile. */
   status: '53' | '51' | '56'
   /** The sales order it created or changed. */
@@ -65,8 +79,83 @@ export interface SapIdocSimulator {
   /** Sales orders created from ORDERS IDocs, by purchase order number. */
   salesOrdersFor(belnr: string): string[]
   requests(): { method: string; path: string; authorized: boolean }[]
+  /** A sales order this system holds, by its number (VBELN, 10 digits). */
+  salesOrder(number: string): SimulatedSalesOrder | undefined
+  /**
+   * Posts goods issue for the order (all of it, or the `lines` given by item POSEX) and sends the
+   * DESADV (DELVRY07) to the webhook target; with `proofOfDelivery`, the delivery carries its POD
+   * date (PODAT/POTIM) too.
+   */
+  ship(order: string, options?: ShipOptions): OutboundIdoc
+  /** The proof of delivery for a delivery shipped before: its DESADV again, with PODAT/POTIM. */
+  proofOfDelivery(delivery: string, pod: { date: string; time?: string }): OutboundIdoc
+  /** Bills the order and sends the INVOIC (INVOIC02): net value from the order, plus `tax`. */
+  invoice(order: string, options?: InvoiceOptions): OutboundIdoc & { invoiceNumber: string; amount: string }
+  /** Sends the order confirmation (ORDRSP, ORDERS05). */
+  confirm(order: string): OutboundIdoc
+  /** Sends an IDoc sent before again, under the same DOCNUM (as BD87 or WE19 would). */
+  resend(docnum: string): OutboundIdoc
+  setWebhookTarget(target: SapWebhookTarget | undefined): void
+  /** Every outbound IDoc, with how its delivery went. */
+  webhookDeliveries(): OutboundIdoc[]
+  /** Resolves when every IDoc queued so far was delivered or given up. */
+  flushWebhooks(): Promise<void>
   faults: SapIdocFaultControl
   close(): Promise<void>
+}
+
+export interface SimulatedSalesOrder {
+  number: string
+  belnr: string
+  soldTo: string
+  currency: string
+  items: { posex: string; material: string; quantity: string; unit: string; netValue?: string }[]
+  /** The order's net value (ORDERS E1EDS01 002, else the sum of the items' NETWR). */
+  netValue: string
+  status: 'open' | 'deleted'
+  deliveries: string[]
+  invoices: string[]
+}
+
+export interface ShipOptions {
+  carrier?: string
+  trackingNumber?: string
+  /** Partial delivery: quantity per item (POSEX of the order); default every item in full. */
+  lines?: { posex: string; quantity: string }[]
+  proofOfDelivery?: { date: string; time?: string }
+}
+
+export interface InvoiceOptions {
+  /** Output tax added to the net value (a decimal string; default "0.00"). */
+  tax?: string
+  /** YYYYMMDD; default 30 days after the billing date. */
+  dueDate?: string
+}
+
+/** How SAP authenticates at the receiver: an HTTP port's user, or a header a middleware adds. */
+export type SapWebhookAuthentication = { type: 'basic'; username: string; password: string } | { type: 'header'; name: string; value: string }
+
+export interface SapWebhookTarget {
+  url: string
+  authentication: SapWebhookAuthentication
+  /** idoc-xml (default): the bare IDoc XML, as an XML-HTTP port sends it; soap: in a SOAP 1.1 envelope. */
+  format?: 'idoc-xml' | 'soap'
+  /** Default application/xml for idoc-xml, text/xml for soap. */
+  contentType?: string
+}
+
+export interface OutboundIdoc {
+  docnum: string
+  messageType: 'DESADV' | 'INVOIC' | 'ORDRSP'
+  /** The sales order, delivery or invoice it is about. */
+  document: string
+  xml: string
+  /** pending, delivered (2xx), failed (a 4xx, still no 2xx after the retries, or no target to send to). */
+  status: 'pending' | 'delivered' | 'failed'
+  attempts: number
+  lastHttpStatus?: number
+  /** The receiver's last answer (up to 4 KiB). */
+  lastAnswer?: string
 }
 
 export interface SapIdocSimulatorOptions {
@@ -83,6 +172,13 @@ export interface SapIdocSimulatorOptions {
   partnerProfiles: readonly string[]
   /** How the IDoc XML service answers a taken IDoc. Default `header`. */
   idocXmlAnswer?: 'header' | 'empty'
+  /** Where outbound IDocs (DESADV, INVOIC, ORDRSP) go; without one they are built but not sent. */
+  webhookTarget?: SapWebhookTarget
+  /** The receiver's port and partner number in outbound control records (RCVPOR, RCVPRN). Default ORDERBRIDG. */
+  outboundPartner?: string
+  /** Retries of an outbound IDoc after a network error, 408, 429 or 5xx (default 3), and the first delay (default 100 ms, doubling). */
+  webhookRetries?: number
+  webhookRetryDelayMs?: number
 }
 
 const statusServicePath = '/sap/opu/odata/sap/ZIDOC_STATUS_SRV/IdocStatusSet'
@@ -148,6 +244,35 @@ function segments(node: XmlValue | undefined, name: string): XmlValue[] {
   return asArray(xmlChild(node, name))
 }
 
+/** The sales order an ORDERS IDoc makes: items with material and quantity, currency and net value. */
+function salesOrderOf(number: string, idoc: XmlNode, belnr: string, soldTo: string): SimulatedSalesOrder {
+  const items = segments(idoc, 'E1EDP01').map((item, index) => {
+    const ids = segments(item, 'E1EDP19')
+    const material = text(xmlChild(ids.find((id) => text(xmlChild(id, 'QUALF')) === '002'), 'IDTNR')) || text(xmlChild(item, 'MATNR')) || text(xmlChild(ids[0], 'IDTNR'))
+    const netValue = text(xmlChild(item, 'NETWR'))
+    return {
+      posex: text(xmlChild(item, 'POSEX')) || String((index + 1) * 10).padStart(6, '0'),
+      material,
+      quantity: text(xmlChild(item, 'MENGE')),
+      unit: text(xmlChild(item, 'MENEE')) || 'PCE',
+      ...(isDecimal(netValue) ? { netValue } : {}),
+    }
+  })
+  const total = text(xmlChild(segments(idoc, 'E1EDS01').find((sum) => text(xmlChild(sum, 'SUMID')) === '002'), 'SUMME'))
+  const netValue = isDecimal(total) ? total : addDecimals('0.00', ...items.flatMap((item) => (item.netValue ? [item.netValue] : [])))
+  return { number, belnr, soldTo, currency: text(xmlChild(segments(idoc, 'E1EDK01')[0], 'CURCY')), items, netValue, status: 'open', deliveries: [], invoices: [] }
+}
+
+/** A segment as SAP writes it: SEGMENT="1", empty fields left out. */
+function segment(fields: Record<string, string | undefined | XmlBuildNode | XmlBuildNode[]>): XmlBuildNode {
+  const node: XmlBuildNode = { '@SEGMENT': '1' }
+  for (const [name, value] of Object.entries(fields)) if (value !== undefined && value !== '') node[name] = value
+  return node
+}
+
+const sapDate = (at: Date) => at.toISOString().slice(0, 10).replaceAll('-', '')
+const sapTime = (at: Date) => at.toISOString().slice(11, 19).replaceAll(':', '')
+
 /**
  * Starts the simulator.
  *
@@ -167,8 +292,19 @@ export async function startSapIdocSimulator(options: SapIdocSimulatorOptions): P
   let drops = 0
   let statusFailure: number | undefined
   let delay = 0
+  const orders = new Map<string, SimulatedSalesOrder>()
+  const byMessageId = new Map<string, SimulatedIdoc>()
+  const outbound: OutboundIdoc[] = []
+  const builtIdocs = new Map<string, { basicType: string; idoc: XmlBuildNode }>()
+  const deliveries = new Map<string, { order: string; lines: { item: SimulatedSalesOrder['items'][number]; quantity: string }[]; carrier?: string; trackingNumber?: string }>()
+  let target = options.webhookTarget
+  let chain: Promise<void> = Promise.resolve()
+  let closing = false
+  let nextDelivery = 80_000_000
+  let nextInvoice = 90_000_000
+  const partner = options.outboundPartner ?? 'ORDERBRIDG'
 
-  function take(xml: string, transport: 'soap' | 'idoc-xml'): SimulatedIdoc {
+  function take(xml: string, transport: 'soap' | 'idoc-xml'): { idoc: SimulatedIdoc; repeated: boolean } {
     let document: XmlNode
     try {
       document = parseXml(xml)
@@ -229,9 +365,20 @@ export async function startSapIdocSimulator(options: SapIdocSimulatorOptions): P
     }
     const header = segments(idoc, 'E1EDK01')
     if (header.length !== 1) throw new Refused('EDI: segment E1EDK01 is mandatory and occurs once')
-    const belnr = text(xmlChild(segments(idoc, 'E1EDK02').find((s) => text(xmlChild(s, 'QUALF')) === '001'), 'BELNR'))
+    const references = segments(idoc, 'E1EDK02')
+    const belnr = text(xmlChild(references.find((s) => text(xmlChild(s, 'QUALF')) === '001'), 'BELNR'))
+    const orderNumber = text(xmlChild(references.find((s) => text(xmlChild(s, 'QUALF')) === '002'), 'BELNR'))
     const soldTo = text(xmlChild(segments(idoc, 'E1EDKA1').find((s) => text(xmlChild(s, 'PARVW')) === 'AG'), 'PARTN'))
+    const action = text(xmlChild(header[0], 'ACTION'))
     const items = segments(idoc, 'E1EDP01')
+
+    // The SOAP IDoc namespace receives each IDoc once per message id (EDI_DC40 ARCKEY, SAP message EA728).
+    const messageId = field('ARCKEY')
+    if (transport === 'soap' && messageId !== '') {
+      if (!messageId.startsWith(messageIdPrefix)) throw new Refused('IDoc SOAP Namespace - Violation (SOAP_MSGID_PREFIX_INVALID)')
+      const earlier = byMessageId.get(messageId)
+      if (earlier) return { idoc: earlier, repeated: true }
+    }
 
     nextIdoc += 1
     const taken: SimulatedIdoc = {
@@ -241,6 +388,8 @@ export async function startSapIdocSimulator(options: SapIdocSimulatorOptions): P
       sender: field('SNDPRN'),
       belnr,
       soldTo,
+      ...(action ? { action } : {}),
+      ...(messageId ? { messageId } : {}),
       status: '53',
       statusText: '',
       transport,
@@ -248,22 +397,231 @@ export async function startSapIdocSimulator(options: SapIdocSimulatorOptions): P
       xml,
     }
     // What IDOC_INPUT_ORDERS / IDOC_INPUT_ORDCHG would make of it, at once.
+    const failed = (statusText: string) => Object.assign(taken, { status: '51', statusText })
     if (!options.partnerProfiles.includes(taken.sender)) {
       Object.assign(taken, { status: '56', statusText: `EDI: Partner profile not available (${taken.sender}, ${messageType})` })
+    } else if (messageType === 'ORDCHG' && action === '003') {
+      // Header action 003: the whole sales document is deleted, found by its number (E1EDK02 002)
+      // or by purchase order number under the sold-to party.
+      const order = orderNumber ? orders.get(orderNumber.padStart(10, '0')) : [...orders.values()].find((o) => o.belnr === belnr && o.soldTo === soldTo)
+      const named = orderNumber || belnr
+      if (!orderNumber && (!belnr || !soldTo)) failed('Sales document cannot be identified: sales order number (E1EDK02 002), or purchase order number and sold-to party, missing')
+      else if (!order) failed(`Sales document ${named} does not exist`)
+      else if (order.status === 'deleted') failed(`Sales document ${Number(order.number)} is not in the database or has been archived`)
+      else if (order.deliveries.length > 0) failed(`Sales document ${Number(order.number)} cannot be deleted: subsequent documents exist`)
+      else {
+        order.status = 'deleted'
+        Object.assign(taken, { salesOrder: order.number, statusText: `Standard Order ${Number(order.number)} has been deleted` })
+      }
     } else if (!belnr || !soldTo || items.length === 0) {
-      Object.assign(taken, { status: '51', statusText: 'Sales document was not changed: purchase order number, sold-to party or items missing' })
+      failed('Sales document was not changed: purchase order number, sold-to party or items missing')
     } else if (messageType === 'ORDERS') {
       nextOrder += 1
-      const order = String(nextOrder).padStart(10, '0')
-      salesOrders.set(belnr, [...(salesOrders.get(belnr) ?? []), order])
-      Object.assign(taken, { salesOrder: order, statusText: `Standard Order ${nextOrder} has been saved` })
+      const number = String(nextOrder).padStart(10, '0')
+      salesOrders.set(belnr, [...(salesOrders.get(belnr) ?? []), number])
+      orders.set(number, salesOrderOf(number, idoc as XmlNode, belnr, soldTo))
+      Object.assign(taken, { salesOrder: number, statusText: `Standard Order ${nextOrder} has been saved` })
     } else {
-      const order = salesOrders.get(belnr)?.[0]
-      if (order) Object.assign(taken, { salesOrder: order, statusText: `Standard Order ${Number(order)} has been changed` })
-      else Object.assign(taken, { status: '51', statusText: `No sales order found for purchase order number ${belnr}` })
+      const number = salesOrders.get(belnr)?.[0]
+      if (!number) failed(`No sales order found for purchase order number ${belnr}`)
+      else if (orders.get(number)?.status === 'deleted') failed(`Sales document ${Number(number)} is not in the database or has been archived`)
+      else Object.assign(taken, { salesOrder: number, statusText: `Standard Order ${Number(number)} has been changed` })
     }
     idocs.push(taken)
-    return taken
+    if (transport === 'soap' && messageId !== '') byMessageId.set(messageId, taken)
+    return { idoc: taken, repeated: false }
+  }
+
+  // ---- Outbound: what SAP sends back (DESADV, INVOIC, ORDRSP), through an XML-HTTP port ----
+
+  function orderNamed(number: string): SimulatedSalesOrder {
+    const order = orders.get(number.padStart(10, '0'))
+    if (!order) throw new Error(`no sales order ${number}`)
+    if (order.status === 'deleted') throw new Error(`sales order ${number} is deleted`)
+    return order
+  }
+
+  /** EDI_DC40 of an outbound IDoc (DIRECT 1), from this system to orderbridge's logical system. */
+  function outboundControl(docnum: string, basicType: string, messageType: string, now: Date): XmlBuildNode {
+    return segment({
+      TABNAM: 'EDI_DC40',
+      MANDT: client,
+      DOCNUM: docnum,
+      DOCREL: '758',
+      STATUS: '30',
+      DIRECT: '1',
+      OUTMOD: '2',
+      IDOCTYP: basicType,
+      MESTYP: messageType,
+      SNDPOR: options.receiverPort,
+      SNDPRT: 'LS',
+      SNDPRN: options.logicalSystem,
+      RCVPOR: partner,
+      RCVPRT: 'LS',
+      RCVPRN: partner,
+      CREDAT: sapDate(now),
+      CRETIM: sapTime(now),
+      SERIAL: `${sapDate(now)}${sapTime(now)}`,
+    })
+  }
+
+  async function deliver(idoc: OutboundIdoc, to: SapWebhookTarget): Promise<void> {
+    const retries = options.webhookRetries ?? 3
+    const retryDelayMs = options.webhookRetryDelayMs ?? 100
+    const soap = to.format === 'soap'
+    const headers: Record<string, string> = { 'content-type': to.contentType ?? (soap ? 'text/xml; charset=utf-8' : 'application/xml; charset=utf-8') }
+    if (to.authentication.type === 'basic') headers.authorization = `Basic ${Buffer.from(`${to.authentication.username}:${to.authentication.password}`).toString('base64')}`
+    else headers[to.authentication.name] = to.authentication.value
+    const built = builtIdocs.get(idoc.docnum)!
+    const body = soap
+      ? buildXml({
+          'soapenv:Envelope': {
+            '@xmlns:soapenv': 'http://schemas.xmlsoap.org/soap/envelope/',
+            'soapenv:Header': null,
+            'soapenv:Body': { [`urn:${built.basicType}`]: { '@xmlns:urn': idocSoapNamespace, IDOC: built.idoc } },
+          },
+        })
+      : idoc.xml
+    for (let attempt = 0; !closing; attempt++) {
+      idoc.attempts += 1
+      let retryable = true
+      try {
+        const response = await fetch(to.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(5_000) })
+        idoc.lastHttpStatus = response.status
+        idoc.lastAnswer = (await response.text()).slice(0, 4096)
+        if (response.ok) {
+          idoc.status = 'delivered'
+          return
+        }
+        retryable = response.status === 408 || response.status === 429 || response.status >= 500
+      } catch {
+        delete idoc.lastHttpStatus
+      }
+      if (!retryable || attempt >= retries) break
+      await new Promise((resolve) => setTimeout(resolve, retryDelayMs * 2 ** attempt))
+    }
+    idoc.status = 'failed'
+  }
+
+  /** Queues an IDoc for the target, in order; without a target it is kept, not sent. */
+  function send(idoc: OutboundIdoc): OutboundIdoc {
+    outbound.push(idoc)
+    const to = target
+    if (to) chain = chain.then(() => deliver(idoc, to))
+    else idoc.status = 'failed'
+    return idoc
+  }
+
+  function outboundIdoc(messageType: OutboundIdoc['messageType'], basicType: string, document: string, segments: XmlBuildNode): OutboundIdoc {
+    nextIdoc += 1
+    const docnum = String(nextIdoc).padStart(16, '0')
+    const idoc: XmlBuildNode = { '@BEGIN': '1', EDI_DC40: outboundControl(docnum, basicType, messageType, new Date()), ...segments }
+    builtIdocs.set(docnum, { basicType, idoc })
+    const xml = buildXml({ [basicType]: { IDOC: idoc } })
+    return send({ docnum, messageType, document, xml, status: 'pending', attempts: 0 })
+  }
+
+  function desadv(delivery: string, pod?: { date: string; time?: string }): OutboundIdoc {
+    const shipped = deliveries.get(delivery)!
+    const order = orders.get(shipped.order)!
+    const today = sapDate(new Date())
+    return outboundIdoc('DESADV', 'DELVRY07', delivery, {
+      E1EDL20: segment({
+        VBELN: delivery,
+        VSTEL: '1000',
+        VKORG: '1000',
+        INCO1: 'FCA',
+        BOLNR: shipped.trackingNumber,
+        PODAT: pod?.date,
+        POTIM: pod?.time,
+        E1EDL18: [segment({ QUALF: 'ORI' })],
+        E1ADRM1: [
+          segment({ PARTNER_Q: 'AG', PARTNER_ID: order.soldTo }),
+          segment({ PARTNER_Q: 'WE', PARTNER_ID: order.soldTo }),
+          ...(shipped.carrier ? [segment({ PARTNER_Q: 'SP', PARTNER_ID: '0000400001', NAME1: shipped.carrier })] : []),
+        ],
+        E1EDT13: [segment({ QUALF: '006', NTANF: today, ISDD: today })],
+        E1EDL24: shipped.lines.map(({ item, quantity }) =>
+          segment({
+            POSNR: item.posex,
+            MATNR: item.material,
+            LFIMG: quantity,
+            VRKME: item.unit,
+            E1EDL41: [segment({ QUALI: '001', BSTNR: order.belnr, POSEX: item.posex })],
+            E1EDL43: [segment({ QUALF: 'C', BELNR: order.number, POSNR: item.posex })],
+          }),
+        ),
+      }),
+    })
+  }
+
+  function ship(number: string, shipOptions: ShipOptions = {}): OutboundIdoc {
+    const order = orderNamed(number)
+    const lines = shipOptions.lines
+      ? shipOptions.lines.map((line) => {
+          const item = order.items.find((i) => i.posex === line.posex)
+          if (!item) throw new Error(`sales order ${number} has no item ${line.posex}`)
+          return { item, quantity: line.quantity }
+        })
+      : order.items.map((item) => ({ item, quantity: item.quantity }))
+    nextDelivery += 1
+    const delivery = String(nextDelivery).padStart(10, '0')
+    deliveries.set(delivery, { order: order.number, lines, ...(shipOptions.carrier ? { carrier: shipOptions.carrier } : {}), ...(shipOptions.trackingNumber ? { trackingNumber: shipOptions.trackingNumber } : {}) })
+    order.deliveries.push(delivery)
+    return desadv(delivery, shipOptions.proofOfDelivery)
+  }
+
+  function invoice(number: string, invoiceOptions: InvoiceOptions = {}): OutboundIdoc & { invoiceNumber: string; amount: string } {
+    const order = orderNamed(number)
+    nextInvoice += 1
+    const invoiceNumber = String(nextInvoice).padStart(10, '0')
+    order.invoices.push(invoiceNumber)
+    const now = new Date()
+    const billed = sapDate(now)
+    const due = invoiceOptions.dueDate ?? sapDate(new Date(now.getTime() + 30 * 86_400_000))
+    const tax = invoiceOptions.tax ?? '0.00'
+    const amount = addDecimals(order.netValue, tax)
+    const idoc = outboundIdoc('INVOIC', 'INVOIC02', invoiceNumber, {
+      E1EDK01: segment({ CURCY: order.currency, HWAER: order.currency, ZTERM: 'NT30', BSART: 'INVO', BELNR: invoiceNumber, FKART_RL: 'LR', RECIPNT_NO: order.soldTo, FKTYP: 'L' }),
+      E1EDKA1: [segment({ PARVW: 'AG', PARTN: order.soldTo }), segment({ PARVW: 'RE', PARTN: order.soldTo })],
+      E1EDK02: [
+        segment({ QUALF: '009', BELNR: invoiceNumber, DATUM: billed }),
+        segment({ QUALF: '001', BELNR: order.belnr }),
+        segment({ QUALF: '002', BELNR: order.number }),
+        ...(order.deliveries[0] ? [segment({ QUALF: '012', BELNR: order.deliveries[0] })] : []),
+      ],
+      E1EDK03: [segment({ IDDAT: '026', DATUM: billed }), segment({ IDDAT: '012', DATUM: billed }), segment({ IDDAT: '028', DATUM: due })],
+      E1EDK18: [segment({ QUALF: '001', TAGE: '30', PRZNT: '0', ZTERM_TXT: 'Net 30 days' })],
+      E1EDP01: order.items.map((item) =>
+        segment({
+          POSEX: item.posex,
+          MENGE: item.quantity,
+          MENEE: item.unit,
+          E1EDP02: [segment({ QUALF: '001', BELNR: order.belnr, ZEILE: item.posex }), segment({ QUALF: '002', BELNR: order.number, ZEILE: item.posex })],
+          E1EDP19: [segment({ QUALF: '002', IDTNR: item.material })],
+          ...(item.netValue ? { E1EDP26: [segment({ QUALF: '003', BETRG: item.netValue })] } : {}),
+        }),
+      ),
+      E1EDS01: [
+        segment({ SUMID: '001', SUMME: String(order.items.length) }),
+        segment({ SUMID: '010', SUMME: order.netValue, WAERQ: order.currency }),
+        segment({ SUMID: '005', SUMME: tax, WAERQ: order.currency }),
+        segment({ SUMID: '011', SUMME: amount, WAERQ: order.currency }),
+        segment({ SUMID: '012', SUMME: amount, WAERQ: order.currency }),
+      ],
+    })
+    return Object.assign(idoc, { invoiceNumber, amount })
+  }
+
+  function confirm(number: string): OutboundIdoc {
+    const order = orderNamed(number)
+    return outboundIdoc('ORDRSP', 'ORDERS05', order.number, {
+      E1EDK01: segment({ CURCY: order.currency, BSART: 'TA', BELNR: order.number }),
+      E1EDKA1: [segment({ PARVW: 'AG', PARTN: order.soldTo })],
+      E1EDK02: [segment({ QUALF: '001', BELNR: order.belnr }), segment({ QUALF: '002', BELNR: order.number })],
+      E1EDP01: order.items.map((item) => segment({ POSEX: item.posex, MENGE: item.quantity, MENEE: item.unit, E1EDP19: [segment({ QUALF: '002', IDTNR: item.material })] })),
+      E1EDS01: [segment({ SUMID: '002', SUMME: order.netValue, SUNIT: order.currency })],
+    })
   }
 
   const app = Fastify({ logger: false, forceCloseConnections: true, bodyLimit: 10 * 1024 * 1024 })
@@ -309,7 +667,7 @@ export async function startSapIdocSimulator(options: SapIdocSimulatorOptions): P
       const body = typeof request.body === 'string' ? request.body : ''
       let taken: SimulatedIdoc
       try {
-        taken = take(body, transport)
+        taken = take(body, transport).idoc
       } catch (err) {
         if (!(err instanceof Refused)) throw err
         if (transport === 'soap') return reply.code(500).type('text/xml; charset=utf-8').send(soapFault('Client', err.message))
@@ -365,6 +723,27 @@ export async function startSapIdocSimulator(options: SapIdocSimulatorOptions): P
     idocs: () => idocs.map((i) => structuredClone(i)),
     salesOrdersFor: (belnr) => [...(salesOrders.get(belnr) ?? [])],
     requests: () => log.map((entry) => ({ ...entry })),
+    salesOrder: (number) => {
+      const order = orders.get(number.padStart(10, '0'))
+      return order ? structuredClone(order) : undefined
+    },
+    ship,
+    proofOfDelivery(delivery, pod) {
+      if (!deliveries.has(delivery)) throw new Error(`no delivery ${delivery}`)
+      return desadv(delivery, pod)
+    },
+    invoice,
+    confirm,
+    resend(docnum) {
+      const earlier = outbound.find((idoc) => idoc.docnum === docnum)
+      if (!earlier) throw new Error(`no outbound IDoc ${docnum}`)
+      return send({ docnum, messageType: earlier.messageType, document: earlier.document, xml: earlier.xml, status: 'pending', attempts: 0 })
+    },
+    setWebhookTarget(next) {
+      target = next
+    },
+    webhookDeliveries: () => outbound.map((idoc) => ({ ...idoc })),
+    flushWebhooks: () => chain,
     faults: {
       failNext(count, status, faultOptions = {}) {
         if (count > 0) failures.push({ remaining: count, status, options: faultOptions })
@@ -385,6 +764,9 @@ export async function startSapIdocSimulator(options: SapIdocSimulatorOptions): P
         delay = 0
       },
     },
-    close: () => app.close(),
+    close: async () => {
+      closing = true
+      await app.close()
+    },
   }
 }
