@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { WebhookRejected, type Logger, type OperationContext, type SyncFailure } from '../../src/connector-kit/index.ts'
+import { WebhookRejected, withExchangeCapture, type HttpExchange, type Logger, type OperationContext, type SyncFailure } from '../../src/connector-kit/index.ts'
 import { compileMapping } from '../../src/mapping/compile-mapping.ts'
 import { loadMappingFiles } from '../../src/mapping/mapping-catalog.ts'
 import { mappedOrderSchema } from '../../src/orders/order.schemas.ts'
@@ -14,6 +14,7 @@ import { UndecryptableContent, callbackSignature, decryptContent, encryptContent
 import { FxiaokeApiError, forgetTokens } from './client.ts'
 import { fxiaokeErrorCodes, untilBeijingMidnight } from './errors.ts'
 import { fxiaoke, fxiaokePush, receiveFxiaokePush, secretsSchema, settingsSchema, type FxiaokeSecrets, type FxiaokeSettings } from './index.ts'
+import { forgetPacing } from './pacer.ts'
 import { fetchOrderChanges } from './poll.ts'
 import { parseFxiaokeJson } from './records.ts'
 import { simulatorErrorCodes, startFxiaokeSimulator, type FxiaokeSimulator } from './simulator.ts'
@@ -395,6 +396,236 @@ describe('against the simulator', () => {
     } finally {
       await own.close()
     }
+  })
+})
+
+describe('crm.pushStockLevels against the simulator', () => {
+  let sim: FxiaokeSimulator
+  let sequence = 0
+  const logged: unknown[] = []
+  const log: Logger = { info: (obj, msg) => void logged.push([obj, msg]), warn: (obj, msg) => void logged.push([obj, msg]), error: () => {} }
+  const productFields = { ProductObj: { product_code: 'text', field_available_stock__c: 'number', field_on_hand__c: 'number' } } as const
+  const push = fxiaoke.crm!.pushStockLevels!
+
+  beforeAll(async () => {
+    sim = await startFxiaokeSimulator({ ...credentials, fields: productFields })
+  })
+  afterAll(() => sim?.close())
+  afterEach(() => {
+    forgetTokens()
+    forgetPacing()
+    sim.failNext(0, 0)
+  })
+
+  function context(overrides: { stock?: Record<string, unknown>; settings?: Record<string, unknown>; baseUrl?: string } = {}): OperationContext<FxiaokeSettings, FxiaokeSecrets> {
+    sequence += 1
+    return {
+      connectionId: 'fxiaoke',
+      settings: settings({ baseUrl: overrides.baseUrl ?? sim.url, stock: { ...overrides.stock }, ...overrides.settings }),
+      secrets: secrets(),
+      log,
+      idempotencyKey: `stock-wms-${sequence}`,
+      reference: 'wms',
+      mayHaveWritten: true,
+    }
+  }
+  async function failureOf(promise: Promise<unknown>, ctx: OperationContext<FxiaokeSettings, FxiaokeSecrets>): Promise<SyncFailure> {
+    const error = await promise.then(
+      () => {
+        throw new Error('expected the push to fail')
+      },
+      (err: unknown) => err,
+    )
+    return fxiaoke.classify(error, ctx)
+  }
+  /** Products with fresh codes, as a CRM user keeps them. */
+  function products(count: number, extra: Record<string, unknown> = {}): { id: string; code: string }[] {
+    sequence += 1
+    return Array.from({ length: count }, (_, i) => {
+      const code = `SKU-${sequence}-${i}`
+      return { id: String(sim.putProduct({ product_code: code, name: `Product ${code}`, ...extra })._id), code }
+    })
+  }
+  const product = (id: string) => sim.records('ProductObj').find((p) => p._id === id)!
+  const updatesSince = (from: number) => sim.updates().slice(from)
+
+  it('is enabled by stock settings alone, which take status writeback as nothing to write', async () => {
+    expect(fxiaoke.crm!.enabled!(settings())).toBe(false)
+    expect(fxiaoke.crm!.enabled!(settings({ stock: {} }))).toBe(true)
+    expect(settings({ stock: {} }).stock).toEqual({ objectApiName: 'ProductObj', skuField: 'product_code', availableField: 'field_available_stock__c', triggerWorkFlow: false, triggerApprovalFlow: false, callsPerWindow: 90, windowMs: 20_000 })
+    const before = sim.stats().calls
+    await fxiaoke.crm!.updateOrderStatus(context(), 'any-order', { state: 'shipped' })
+    expect(sim.stats().calls).toEqual(before)
+    const unconfigured = { ...context(), settings: settings({ baseUrl: sim.url }) }
+    expect((await failureOf(push(unconfigured, [{ sku: 'X', available: '1' }]), unconfigured)).kind).toBe('config')
+  })
+
+  it('writes the available quantity of each SKU to the product with that code, summed over warehouses, in the v2 wire format', async () => {
+    const [a, b, untouched] = products(3)
+    const exchanges: HttpExchange[] = []
+    const from = sim.updates().length
+    logged.length = 0
+
+    await withExchangeCapture(
+      (e) => exchanges.push(e),
+      () =>
+        push(context(), [
+          { sku: a!.code, available: '998' },
+          { sku: b!.code, available: '12.5', warehouse: 'SH' },
+          { sku: b!.code, available: '0.25', warehouse: 'BJ' },
+          { sku: 'NOT-IN-CRM', available: '7' },
+        ]),
+    )
+
+    expect(updatesSince(from)).toEqual([
+      { objectApiName: 'ProductObj', id: a!.id, triggerWorkFlow: false, fields: { field_available_stock__c: '998' } },
+      { objectApiName: 'ProductObj', id: b!.id, triggerWorkFlow: false, fields: { field_available_stock__c: '12.75' } },
+    ])
+    expect(product(a!.id).field_available_stock__c).toBe('998')
+    expect(product(b!.id).field_available_stock__c).toBe('12.75')
+    expect(product(untouched!.id).field_available_stock__c).toBeUndefined()
+
+    const calls = exchanges.map((e) => ({ path: new URL(e.url).pathname, request: JSON.parse(e.requestBody!) as Record<string, unknown>, response: JSON.parse(e.responseBody!) as Record<string, unknown> }))
+    expect(calls.map((c) => c.path)).toEqual(['/cgi/corpAccessToken/get/V2', '/cgi/crm/v2/data/query', '/cgi/crm/v2/data/update', '/cgi/crm/v2/data/update'])
+    expect(calls[1]!.request).toEqual({
+      corpAccessToken: '[redacted]',
+      corpId: sim.corpId,
+      currentOpenUserId: userId,
+      data: {
+        dataObjectApiName: 'ProductObj',
+        search_query_info: { offset: 0, limit: 100, filters: [{ field_name: 'product_code', operator: 'IN', field_values: [a!.code, b!.code, 'NOT-IN-CRM'] }], orders: [{ fieldName: '_id', isAsc: true }] },
+      },
+    })
+    expect(calls[2]!.request).toEqual({
+      corpAccessToken: '[redacted]',
+      corpId: sim.corpId,
+      currentOpenUserId: userId,
+      triggerWorkFlow: false,
+      triggerApprovalFlow: false,
+      data: { object_data: { field_available_stock__c: '998', dataObjectApiName: 'ProductObj', _id: a!.id } },
+    })
+    // The answer is the v2 envelope (fixture) with the record's dataId.
+    expect(Object.keys(calls[2]!.response).sort()).toEqual([...Object.keys(fixture('fxiaoke-crm-v2-response-envelope.json')).filter((k) => k !== 'data'), 'dataId'].sort())
+    expect(calls[2]!.response).toMatchObject({ errorCode: 0, dataId: a!.id })
+    expect(logged).toContainEqual([expect.objectContaining({ skipped: 1, skus: ['NOT-IN-CRM'] }), expect.stringContaining('skipped')])
+  })
+
+  it('writes only what differs: the same levels again change nothing, and the figure is compared as a decimal', async () => {
+    const [a, b] = products(2)
+    const ctx = context({ stock: { onHandField: 'field_on_hand__c' } })
+    await push(ctx, [
+      { sku: a!.code, available: '5', onHand: '8' },
+      { sku: b!.code, available: '1.50' },
+    ])
+    const from = sim.updates().length
+    await push(ctx, [
+      { sku: a!.code, available: '5.000', onHand: '8' },
+      { sku: b!.code, available: '1.5' },
+    ])
+    expect(updatesSince(from)).toEqual([])
+    await push(ctx, [
+      { sku: a!.code, available: '4', onHand: '8' },
+      { sku: b!.code, available: '1.5' },
+    ])
+    expect(updatesSince(from).map((u) => [u.id, u.fields])).toEqual([[a!.id, { field_available_stock__c: '4' }]])
+  })
+
+  it('finds products in batches of 100 codes per IN query, paging a full page', async () => {
+    const many = products(150)
+    const before = sim.stats().calls['/cgi/crm/v2/data/query'] ?? 0
+    await push(context({ stock: { callsPerWindow: 1000 } }), many.map((p, i) => ({ sku: p.code, available: String(i) })))
+    // 100 codes → a full page, so one more (empty) page; then the last 50.
+    expect((sim.stats().calls['/cgi/crm/v2/data/query'] ?? 0) - before).toBe(3)
+    expect(many.every((p, i) => product(p.id).field_available_stock__c === String(i))).toBe(true)
+  })
+
+  it('keeps each interface under its call limit, waiting for room instead of being refused', async () => {
+    const limited = await startFxiaokeSimulator({ ...credentials, fields: productFields, interfaceLimit: { max: 3, perMs: 400 } })
+    try {
+      const made = Array.from({ length: 7 }, (_, i) => ({ id: String(limited.putProduct({ product_code: `PACE-${i}` })._id), code: `PACE-${i}` }))
+      const started = Date.now()
+      await push(context({ baseUrl: limited.url, stock: { callsPerWindow: 3, windowMs: 400 } }), made.map((p) => ({ sku: p.code, available: '1' })))
+      const updates = limited.callLog().filter((c) => c.path === '/cgi/crm/v2/data/update')
+      expect(updates).toHaveLength(7)
+      for (const call of updates) expect(updates.filter((other) => other.at <= call.at && call.at - other.at < 400).length).toBeLessThanOrEqual(3)
+      expect(Date.now() - started).toBeGreaterThanOrEqual(800)
+    } finally {
+      await limited.close()
+    }
+  })
+
+  it('is refused by the limit when paced too loosely: transient by default, rate_limited where mapped, and then it stops', async () => {
+    // A gateway that takes 3 calls per interface a minute.
+    const strict = await startFxiaokeSimulator({ ...credentials, fields: productFields, interfaceLimit: { max: 3, perMs: 60_000 } })
+    try {
+      const made = Array.from({ length: 6 }, (_, i) => ({ id: String(strict.putProduct({ product_code: `STRICT-${i}` })._id), code: `STRICT-${i}` }))
+      const loose = context({ baseUrl: strict.url, stock: { callsPerWindow: 100 } })
+      const refused = await failureOf(push(loose, made.map((p) => ({ sku: p.code, available: '2' }))), loose)
+      expect(refused.kind).toBe('transient')
+      expect(refused.message).toMatch(/^Fxiaoke refused the stock figures of 3 product\(s\) \(STRICT-3, STRICT-4, STRICT-5\): Fxiaoke update ProductObj answered errorCode 90429/)
+      expect(made.map((p) => strict.records('ProductObj').find((r) => r._id === p.id)!.field_available_stock__c)).toEqual(['2', '2', '2', undefined, undefined, undefined])
+
+      const mapped = context({ baseUrl: strict.url, stock: { callsPerWindow: 100 }, settings: { errorCodes: { [simulatorErrorCodes.tooFrequent]: 'rate_limited' } } })
+      const before = strict.callLog().length
+      const stopped = await failureOf(push(mapped, made.map((p) => ({ sku: p.code, available: '3' }))), mapped)
+      expect(stopped.kind).toBe('rate_limited')
+      // The first update is refused and no other is tried.
+      expect(strict.callLog().slice(before).filter((c) => c.path === '/cgi/crm/v2/data/update')).toHaveLength(1)
+    } finally {
+      await strict.close()
+    }
+  })
+
+  it('goes on past a product the CRM refuses (locked), then fails naming it, classified by its errorCode', async () => {
+    const [a] = products(1)
+    const [locked] = products(1, { lock_status: '1' })
+    const [c] = products(1)
+    const levels = [a!, locked!, c!].map((p) => ({ sku: p.code, available: '3' }))
+    const ctx = context()
+
+    const failure = await failureOf(push(ctx, levels), ctx)
+
+    expect(product(a!.id).field_available_stock__c).toBe('3')
+    expect(product(c!.id).field_available_stock__c).toBe('3')
+    expect(product(locked!.id).field_available_stock__c).toBeUndefined()
+    // 90423 is not a documented Fxiaoke code: unknown codes are transient (README), unless mapped.
+    expect(failure.kind).toBe('transient')
+    expect(failure.message).toBe(`Fxiaoke refused the stock figures of 1 product(s) (${locked!.code}): Fxiaoke update ProductObj answered errorCode ${simulatorErrorCodes.locked}: 数据已锁定，不能编辑 (traceId ${(failure.cause as FxiaokeApiError).traceId})`)
+    const mapped = context({ settings: { errorCodes: { [simulatorErrorCodes.locked]: 'data' } } })
+    expect((await failureOf(push(mapped, levels), mapped)).kind).toBe('data')
+  })
+
+  it('stops at the first refusal that concerns the connection, e.g. a stock field the product object does not have', async () => {
+    const made = products(3)
+    const ctx = context({ stock: { availableField: 'field_stock__c' }, settings: { errorCodes: { [simulatorErrorCodes.badParameter]: 'config' } } })
+    const before = sim.stats().calls['/cgi/crm/v2/data/update'] ?? 0
+    const failure = await failureOf(push(ctx, made.map((p) => ({ sku: p.code, available: '1' }))), ctx)
+    expect(failure.kind).toBe('config')
+    expect(failure.message).toContain('字段field_stock__c不存在')
+    expect((sim.stats().calls['/cgi/crm/v2/data/update'] ?? 0) - before).toBe(1)
+  })
+
+  it('logs in again once when the token has expired, and is auth when the new one is refused too', async () => {
+    const [a] = products(1)
+    await fxiaoke.check(context())
+    const before = sim.stats()
+    sim.expireTokens()
+    await push(context(), [{ sku: a!.code, available: '9' }])
+    expect(sim.stats().tokensIssued - before.tokensIssued).toBe(1)
+    expect(product(a!.id).field_available_stock__c).toBe('9')
+
+    sim.failNext(2, 20016, 'corpAccessToken不存在或者已经过期')
+    const ctx = context()
+    expect((await failureOf(push(ctx, [{ sku: a!.code, available: '10' }]), ctx)).kind).toBe('auth')
+    expect(product(a!.id).field_available_stock__c).toBe('9')
+  })
+
+  it('refuses a level that is not a decimal quantity before calling anything', async () => {
+    const ctx = context()
+    const before = sim.stats().calls
+    const failure = await failureOf(push(ctx, [{ sku: 'X', available: '1e3' }]), ctx)
+    expect(failure.kind).toBe('data')
+    expect(sim.stats().calls).toEqual(before)
   })
 })
 

@@ -5,7 +5,8 @@
  * - pushed by a CRM workflow or function in the open platform's signed format (callback.ts),
  * - polled from /cgi/crm/v2/data/query, because Fxiaoke documents no change webhook (poll.ts).
  * Status, the ERP number, the invoice and the shipment go back to configured SalesOrderObj fields
- * (writeback.ts). Validation here is structural; the mapping decides what the fields mean.
+ * (writeback.ts); available stock goes to a configured field of the products (stock.ts).
+ * Validation here is structural; the mapping decides what the fields mean.
  */
 import { z } from 'zod'
 import { WebhookRejected, defineConnector, type CustomWebhookCapability, type ReceivedDelivery } from '../../src/connector-kit/index.ts'
@@ -15,6 +16,7 @@ import { classifyFxiaokeError } from './errors.ts'
 import { fetchOrderChanges, writebackFieldNames } from './poll.ts'
 import { parseFxiaokeJson, parsePushContent, pushEvents } from './records.ts'
 import { fxiaokeConnectorId, secretsSchema, settingsSchema, type FxiaokeSecrets, type FxiaokeSettings } from './settings.ts'
+import { pushStockLevels } from './stock.ts'
 import { addNote, updateOrderStatus } from './writeback.ts'
 
 export { fxiaokeConnectorId, secretsSchema, settingsSchema, type FxiaokeSecrets, type FxiaokeSettings } from './settings.ts'
@@ -73,7 +75,7 @@ export const fxiaokePush: CustomWebhookCapability<FxiaokeSettings, FxiaokeSecret
 export const fxiaoke = defineConnector<FxiaokeSettings, FxiaokeSecrets>({
   manifest: {
     id: fxiaokeConnectorId,
-    version: '1.0.0',
+    version: '1.1.0',
     displayName: 'Fxiaoke CRM (纷享销客)',
     roles: ['crm'],
     settingsSchema,
@@ -93,8 +95,10 @@ export const fxiaoke = defineConnector<FxiaokeSettings, FxiaokeSecrets>({
     fetchChanges: fetchOrderChanges,
   },
   crm: {
-    enabled: (settings) => settings.writeback !== undefined,
+    // Something to write to: status fields, or product stock fields.
+    enabled: (settings) => settings.writeback !== undefined || settings.stock !== undefined,
     updateOrderStatus,
     addNote,
+    pushStockLevels,
   },
 })

@@ -72,6 +72,19 @@ export const settingsSchema = z.object({
     })
     .optional()
     .describe('Notes (reminders) as records of a configured object. Absent: notes are refused as a configuration failure.'),
+  stock: z
+    .object({
+      objectApiName: apiName.default('ProductObj').describe('The product object whose records take the stock figures.'),
+      skuField: apiName.default('product_code').describe('The product field that holds the SKU (产品编码 product_code by default): products are found by it.'),
+      availableField: apiName.default('field_available_stock__c').describe('The (custom, number) field that takes the available quantity.'),
+      onHandField: apiName.optional().describe('A field that takes the quantity on hand, when the inventory reports it.'),
+      triggerWorkFlow: z.boolean().default(false).describe('Whether our stock updates trigger the CRM\'s workflows.'),
+      triggerApprovalFlow: z.boolean().default(false).describe('Whether our stock updates trigger approval flows.'),
+      callsPerWindow: z.number().int().min(1).default(90).describe('At most this many calls per interface (query, update) in `windowMs`, across the process: the Open API allows about 100 per 20 s per interface.'),
+      windowMs: z.number().int().min(1).default(20_000).describe('The window of `callsPerWindow`, in milliseconds.'),
+    })
+    .optional()
+    .describe('Available quantity per SKU written to product records through /cgi/crm/v2/data/update. Absent: stock levels are not pushed.'),
   callback: z
     .object({
       toleranceMs: z.number().int().positive().default(300_000).describe('How far a push\'s timeStamp may be from now, in milliseconds.'),

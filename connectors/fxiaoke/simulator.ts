@@ -4,7 +4,10 @@
  * - POST /cgi/crm/v2/data/query (and /cgi/crm/custom/v2/data/query) with `search_query_info`
  *   (filters EQ N GT GTE LT LTE IN NIN LIKE, multi-field `orders`, offset/limit with the API's limits)
  *   → `data.dataList`.
- * - POST /cgi/crm/v2/data/update and …/create (object_data with dataObjectApiName and _id).
+ * - POST /cgi/crm/v2/data/update and …/create (object_data with dataObjectApiName and _id). Updates
+ *   of a locked record (lock_status "1"), of a field the object's description (option `fields`)
+ *   lacks, or of a number field with text are refused; products (ProductObj) are kept like orders.
+ * - Optionally a per-interface call limit (`interfaceLimit`), refusing calls over it.
  * Every answer is HTTP 200 with the envelope {errorCode, errorMessage, errorDescription, traceId, data};
  * a wrong or expired corpAccessToken answers 20016, a missing one 20017.
  * It also pushes orders as a CRM function would (signed, optionally encrypted; see pusher.ts).
@@ -18,7 +21,7 @@ import { createFxiaokePusher, type FxiaokePusher, type PushResult } from './push
 import type { FxRecord } from './records.ts'
 
 /** Codes the simulator answers for faults whose real code is not documented; not Fxiaoke's. */
-export const simulatorErrorCodes = { badParameter: 90400, notFound: 90404 } as const
+export const simulatorErrorCodes = { badParameter: 90400, notFound: 90404, locked: 90423, tooFrequent: 90429 } as const
 const tokenRequiredCode = 20017
 const wrongSecretCode = 10006
 
@@ -33,6 +36,14 @@ export interface FxiaokeSimulatorOptions {
   host?: string
   /** Where pushOrder() sends orders, signed with `token` (and encrypted with `encodingAesKey` when set). */
   push?: { url: string; token: string; encodingAesKey?: string; appId?: string }
+  /**
+   * The fields of an object and their types (`{ ProductObj: { product_code: 'text', field_available_stock__c: 'number' } }`).
+   * An update of a described object naming another field, or a number field with something not a
+   * number, is refused as a bad parameter. Objects not described take any field.
+   */
+  fields?: Record<string, Record<string, 'text' | 'number'>>
+  /** Calls per interface (path) allowed in `perMs`; more are refused as too frequent, doing nothing. */
+  interfaceLimit?: { max: number; perMs: number }
 }
 
 export interface RecordedUpdate {
@@ -45,6 +56,8 @@ export interface RecordedUpdate {
 export interface FxiaokeSimulator {
   url: string
   corpId: string
+  /** Saves a product (ProductObj) as a CRM user would, e.g. `{ product_code: 'MAT0001', name: '…' }`; `lock_status: '1'` locks it. */
+  putProduct(product: FxRecord): FxRecord
   /** Saves an order with its lines, as a CRM user would; `modifiedAt` fixes last_modified_time (tests). */
   putOrder(order: FxRecord, lines?: readonly FxRecord[], options?: { modifiedAt?: number }): FxRecord
   order(id: string): FxRecord | undefined
@@ -60,11 +73,16 @@ export interface FxiaokeSimulator {
   /** The next `count` data calls (not token requests) answer this errorCode. */
   failNext(count: number, errorCode: number, errorMessage?: string): void
   stats(): { tokenRequests: number; tokensIssued: number; calls: Record<string, number> }
+  /** When each data call arrived (epoch ms) and on which path, refused ones included. */
+  callLog(): { path: string; at: number }[]
   close(): Promise<void>
 }
 
 const orderObject = 'SalesOrderObj'
 const lineObject = 'SalesOrderProductObj'
+const productObject = 'ProductObj'
+// Fields every record has, whatever its object's description.
+const systemFields = new Set(['_id', 'name', 'owner', 'record_type', 'life_status', 'lock_status', 'is_deleted', 'create_time', 'last_modified_time', 'created_by', 'last_modified_by', 'version', 'object_describe_api_name'])
 
 const filterSchema = z.object({ field_name: z.string().min(1), field_values: z.array(z.union([z.string(), z.number(), z.boolean()])), operator: z.string() })
 const querySchema = z.object({
@@ -150,6 +168,7 @@ export async function startFxiaokeSimulator(options: FxiaokeSimulatorOptions): P
   const tokens = new Map<string, number>()
   const updates: RecordedUpdate[] = []
   const calls: Record<string, number> = {}
+  const callLog: { path: string; at: number }[] = []
   let tokenRequests = 0
   let tokensIssued = 0
   let sequence = 0
@@ -194,6 +213,8 @@ export async function startFxiaokeSimulator(options: FxiaokeSimulatorOptions): P
   /** The checks every data call passes first; an envelope when it fails. */
   function refused(path: string, body: Record<string, unknown>): object | undefined {
     calls[path] = (calls[path] ?? 0) + 1
+    const at = Date.now()
+    callLog.push({ path, at })
     if (typeof body.corpAccessToken !== 'string' || !body.corpAccessToken) return envelope(tokenRequiredCode, 'corpAccessToken为必填项')
     const expiresAt = tokens.get(body.corpAccessToken)
     if (expiresAt === undefined || expiresAt <= Date.now()) return envelope(tokenExpiredCode, 'corpAccessToken不存在或者已经过期')
@@ -202,6 +223,25 @@ export async function startFxiaokeSimulator(options: FxiaokeSimulatorOptions): P
     if (faults && faults.remaining > 0) {
       faults.remaining -= 1
       return envelope(faults.errorCode, faults.errorMessage)
+    }
+    const limit = options.interfaceLimit
+    if (limit && callLog.filter((c) => c.path === path && at - c.at < limit.perMs).length > limit.max) {
+      return envelope(simulatorErrorCodes.tooFrequent, '接口调用过于频繁，请稍后再试')
+    }
+    return undefined
+  }
+
+  /** Why an update of `apiName` with these fields is refused, if it is (the object's described fields and types). */
+  function invalidFields(apiName: string, fields: FxRecord): string | undefined {
+    const described = options.fields?.[apiName]
+    if (!described) return undefined
+    for (const [field, value] of Object.entries(fields)) {
+      if (systemFields.has(field)) continue
+      const type = described[field]
+      if (type === undefined) return `字段${field}不存在`
+      if (type === 'number' && value !== null && value !== '' && !(typeof value === 'number' || (typeof value === 'string' && /^-?\d+(\.\d+)?$/.test(value)))) {
+        return `字段${field}的值不是有效的数字`
+      }
     }
     return undefined
   }
@@ -251,9 +291,13 @@ export async function startFxiaokeSimulator(options: FxiaokeSimulatorOptions): P
       const { dataObjectApiName, _id, ...fields } = parsed.data.data.object_data
       const record = _id === undefined ? undefined : table(dataObjectApiName).get(_id)
       if (!record || _id === undefined) return envelope(simulatorErrorCodes.notFound, '数据不存在')
+      if (record.lock_status === '1') return envelope(simulatorErrorCodes.locked, '数据已锁定，不能编辑')
+      const invalid = invalidFields(dataObjectApiName, fields)
+      if (invalid) return envelope(simulatorErrorCodes.badParameter, invalid)
       updates.push({ objectApiName: dataObjectApiName, id: _id, fields: structuredClone(fields), triggerWorkFlow: parsed.data.triggerWorkFlow })
       Object.assign(record, fields, { last_modified_time: Date.now(), version: Number(record.version ?? 1) + 1, last_modified_by: ['-10000'] })
-      return envelope(0, 'OK', { data: { object_data: structuredClone(record) } })
+      // The update page's response: the envelope with the record's dataId.
+      return envelope(0, 'OK', { dataId: _id })
     }
   }
 
@@ -287,6 +331,23 @@ export async function startFxiaokeSimulator(options: FxiaokeSimulatorOptions): P
   return {
     url: address,
     corpId,
+    putProduct(product) {
+      const now = Date.now()
+      const id = typeof product._id === 'string' ? product._id : newId()
+      const previous = table(productObject).get(id)
+      const record: FxRecord = {
+        object_describe_api_name: productObject,
+        life_status: 'normal',
+        lock_status: '0',
+        ...product,
+        _id: id,
+        create_time: previous?.create_time ?? now,
+        last_modified_time: now,
+        version: Number(previous?.version ?? 0) + 1,
+      }
+      table(productObject).set(id, record)
+      return structuredClone(record)
+    },
     putOrder(order, orderLines = [], putOptions = {}) {
       const now = putOptions.modifiedAt ?? Date.now()
       const id = typeof order._id === 'string' ? order._id : newId()
@@ -330,6 +391,7 @@ export async function startFxiaokeSimulator(options: FxiaokeSimulatorOptions): P
       faults = { remaining: count, errorCode, errorMessage }
     },
     stats: () => ({ tokenRequests, tokensIssued, calls: { ...calls } }),
+    callLog: () => callLog.map((c) => ({ ...c })),
     close: () => app.close(),
   }
 }

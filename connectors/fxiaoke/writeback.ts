@@ -37,7 +37,11 @@ export function statusFields(update: OrderStatusUpdate, writeback: NonNullable<F
 
 export async function updateOrderStatus(ctx: Context, crmOrderId: string, update: OrderStatusUpdate): Promise<void> {
   const writeback = ctx.settings.writeback
-  if (!writeback) throw new SyncFailure('config', 'the connection has no writeback fields, so nothing can be written to the CRM', { connectorId: fxiaokeConnectorId })
+  if (!writeback) {
+    // Enabled for stock only: no status field is configured, so there is nothing to write.
+    if (ctx.settings.stock !== undefined) return
+    throw new SyncFailure('config', 'the connection has no writeback fields, so nothing can be written to the CRM', { connectorId: fxiaokeConnectorId })
+  }
   const fields = statusFields(update, writeback)
   if (!Object.keys(fields).length) return
   await fxiaokeClient(ctx).update(ctx.settings.objects.order, crmOrderId, fields, { triggerWorkFlow: writeback.triggerWorkFlow, triggerApprovalFlow: writeback.triggerApprovalFlow })

@@ -67,8 +67,11 @@ export interface KingdeeClient {
   delete(formId: string, ids: readonly string[]): Promise<void>
   /** ExcuteOperation, e.g. `BillClose` (整单关闭). */
   executeOperation(formId: string, opNumber: string, ids: readonly string[]): Promise<void>
-  /** ExecuteBillQuery: every row matching `filter`, paged `pageSize` rows at a time. */
-  query(formId: string, fieldKeys: readonly string[], filter: string, options?: { pageSize?: number; maxRows?: number }): Promise<QueryRow[]>
+  /**
+   * ExecuteBillQuery: every row matching `filter` (at most `maxRows`), in `orderString` order
+   * (e.g. `FModifyDate ASC, FID ASC`), paged `pageSize` rows at a time (StartRow/Limit).
+   */
+  query(formId: string, fieldKeys: readonly string[], filter: string, options?: { pageSize?: number; maxRows?: number; orderString?: string }): Promise<QueryRow[]>
 }
 
 type HttpClient = ReturnType<typeof createHttpClient>
@@ -309,7 +312,7 @@ export function kingdeeClient(ctx: KingdeeContext): KingdeeClient {
       const rows: QueryRow[] = []
       for (let startRow = 0; ; startRow += pageSize) {
         const body = {
-          data: { FormId: formId, FieldKeys: fieldKeys.join(','), FilterString: filter, OrderString: '', TopRowCount: 0, StartRow: startRow, Limit: pageSize, SubSystemId: '' },
+          data: { FormId: formId, FieldKeys: fieldKeys.join(','), FilterString: filter, OrderString: options.orderString ?? '', TopRowCount: 0, StartRow: startRow, Limit: pageSize, SubSystemId: '' },
         }
         const answer = await call('ExecuteBillQuery', kingdeeServices.executeBillQuery, body, false)
         const status = statusOf(answer)
@@ -320,7 +323,7 @@ export function kingdeeClient(ctx: KingdeeContext): KingdeeClient {
         for (const row of answer as unknown[][]) {
           rows.push(row.map((cell) => (cell === null || typeof cell === 'string' || typeof cell === 'boolean' ? cell : JSON.stringify(cell))))
         }
-        if (answer.length < pageSize || rows.length >= maxRows) return rows
+        if (answer.length < pageSize || rows.length >= maxRows) return rows.slice(0, maxRows)
       }
     },
   }

@@ -59,3 +59,9 @@ export function normalizeAmount(value: string): string {
   const parts = scaled(value)
   return format(parts.units, parts.scale, 2)
 }
+
+/** The same number without trailing fractional zeros ("2.0000000000" → "2", "1.50" → "1.5"): for quantities. */
+export function normalizeDecimal(value: string): string {
+  const parts = scaled(value)
+  return format(parts.units, parts.scale, 0)
+}

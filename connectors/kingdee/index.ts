@@ -1,7 +1,8 @@
 /**
  * Kingdee K3 Cloud (金蝶云星空) connector, role `erp`: creates, updates and cancels SAL_SaleOrder
  * sales orders through the WebAPI (Save, Submit, Audit, UnAudit, Delete, ExcuteOperation), finds
- * them by our reference with ExecuteBillQuery, and reads customer credit from configured queries.
+ * them by our reference with ExecuteBillQuery, reads customer credit from configured queries, and
+ * gives reconciliation its reads (sales orders, and receivables as invoices: reconciliation.ts).
  *
  * Save has no idempotency key, so our reference is stored in a configured header field and the
  * connector looks the order up by it before every create. It never retries by itself: the queue
@@ -12,9 +13,13 @@ import { SyncFailure, defineConnector, type CustomerCredit, type Operation, type
 import { kingdeeClient, type KingdeeClient, type KingdeeContext, type QueryRow } from './client.ts'
 import { isDecimal, normalizeAmount, subtractDecimals, sumDecimals } from './decimal.ts'
 import { classifyKingdeeError, kingdeeConnectorId } from './errors.ts'
+import { cell, filterValue } from './query.ts'
+import { kingdeeInvoices, kingdeeSalesOrderReads } from './reconciliation.ts'
 import { secretsSchema, settingsSchema, type KingdeeSecrets, type KingdeeSettings } from './settings.ts'
 
 export { kingdeeConnectorId } from './errors.ts'
+export { filterValue } from './query.ts'
+export type { KingdeeInvoice } from './reconciliation.ts'
 
 type SalesOrderModel = Record<string, unknown>
 
@@ -71,16 +76,6 @@ interface OrderRow {
 }
 
 const orderFields = ['FID', 'FBillNo', 'FDocumentStatus', 'FCloseStatus'] as const
-
-function cell(row: QueryRow, index: number): string {
-  const value = row[index]
-  return value === null || value === undefined ? '' : String(value)
-}
-
-/** A value inside an ExecuteBillQuery filter string: quoted, with quotes doubled. */
-export function filterValue(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`
-}
 
 async function queryOrders(client: KingdeeClient, settings: KingdeeSettings, filter: string): Promise<OrderRow[]> {
   const rows = await client.query(settings.salesOrders.formId, orderFields, filter)
@@ -323,7 +318,7 @@ function salesOrderFields(settings: KingdeeSettings): TargetField[] {
 export const kingdee = defineConnector({
   manifest: {
     id: kingdeeConnectorId,
-    version: '0.1.0',
+    version: '0.2.0',
     displayName: 'Kingdee K3 Cloud (金蝶云星空)',
     roles: ['erp'],
     settingsSchema,
@@ -337,7 +332,8 @@ export const kingdee = defineConnector({
     await client.query(ctx.settings.salesOrders.formId, ['FID'], 'FID = 0', { pageSize: 1 })
   },
   classify: (err) => classifyKingdeeError(err, kingdeeConnectorId),
-  salesOrders: { upsert: upsertSalesOrder, findByReference, cancel: cancelSalesOrder },
+  salesOrders: { upsert: upsertSalesOrder, findByReference, cancel: cancelSalesOrder, ...kingdeeSalesOrderReads },
   credit: { getCustomerCredit },
+  invoices: kingdeeInvoices,
   describeFields: async (ctx, target) => (target === 'salesOrder' ? salesOrderFields(ctx.settings) : []),
 })

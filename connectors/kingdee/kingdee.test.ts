@@ -2,12 +2,13 @@ import { readFileSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { describeConnectorConformance } from '../../src/connector-kit/conformance.ts'
 import { SyncFailure, withExchangeCapture, type HttpExchange, type Logger, type OperationContext } from '../../src/connector-kit/index.ts'
-import { forgetKingdeeSessions, parseKingdeeJson, statusOf } from './client.ts'
+import { forgetKingdeeSessions, kingdeeClient, parseKingdeeJson, statusOf } from './client.ts'
 import { KingdeeError, classifyKingdeeError } from './errors.ts'
 import { fieldKeysOf, filterValue, kingdee, salesOrderModelSchema } from './index.ts'
 import { secretsSchema, settingsSchema, type KingdeeSecrets, type KingdeeSettings } from './settings.ts'
 import { startKingdeeSimulator, type KingdeeSimulator } from './simulator.ts'
 import { freePort } from '../../src/shared/free-port.ts'
+import { compareInvoices, compareSalesOrders, type OrderSnapshot } from '../../src/reconciliation/compare.ts'
 
 const fixture = (name: string) => readFileSync(new URL(`../../../shared/fixtures/${name}`, import.meta.url), 'utf8')
 const example = (name: string) => JSON.parse(readFileSync(new URL(`../../mappings/examples/canonical.to-kingdee.sales-order/${name}`, import.meta.url), 'utf8')) as Record<string, unknown>
@@ -517,6 +518,297 @@ describe('credit.getCustomerCredit', () => {
     const failure = await failureOf(kingdee.credit!.getCustomerCredit(ctx, 'CUST0001'), ctx)
     expect(failure.kind).toBe('data')
     expect(failure.message).toContain('FCreditAmount')
+  })
+})
+
+describe('reconciliation reads', () => {
+  let sim: KingdeeSimulator
+  const so = kingdee.salesOrders!
+  const invoices = kingdee.invoices!
+
+  beforeAll(async () => {
+    sim = await startKingdeeSimulator({ ...account, customers: ['CUST0001', 'CUST0042'], materials: ['MAT0001', 'MAT0002'] })
+  })
+  afterAll(async () => {
+    await sim.close()
+  })
+  afterEach(() => {
+    sim.faults.reset()
+  })
+
+  const rctx = (settings: Record<string, unknown> = {}) => context({ baseUrl: sim.url, settings })
+  const queries = (from: number) =>
+    sim
+      .requests()
+      .slice(from)
+      .filter((r) => r.service === 'ExecuteBillQuery')
+      .map((r) => (r.body as { data: Record<string, unknown> }).data)
+  /** Creates (Save, Submit, Audit) a sales order under a fresh reference; answers its reference and bill number. */
+  async function order(lines?: Record<string, unknown>[]): Promise<{ reference: string; billNo: string }> {
+    const ctx = rctx()
+    const created = await upsert.run(ctx, model(lines ? { FSaleOrderEntry: lines } : {}), undefined)
+    return { reference: ctx.reference, billNo: created.externalId }
+  }
+
+  it('has defaults for a standard account set', () => {
+    expect(settingsSchema.parse({ baseUrl: 'https://erp.example.com/k3cloud', acctId: 'a', username: 'u' }).reconciliation).toMatchObject({
+      timezone: 'Asia/Shanghai',
+      batchSize: 100,
+      salesOrders: { totalField: 'FBillAllAmount', currencyField: 'FSettleCurrId.FNumber', skuField: 'FMaterialId.FNumber', quantityField: 'FQty', modifiedField: 'FModifyDate' },
+      invoices: {
+        formId: 'AR_receivable',
+        salesOrderField: 'FORDERNUMBER',
+        amountField: 'FALLAMOUNTFOR',
+        paidField: 'FRelateHadPayAmount',
+        dueDateField: 'FENDDATE_H',
+        currencyField: 'FCURRENCYID.FNumber',
+        filter: "FDocumentStatus = 'C' and FCancelStatus = 'A'",
+      },
+    })
+  })
+
+  describe('salesOrders.findManyByReference', () => {
+    it('reads many references in batches of `in` filters, with totals, lines and status in the kit\'s words', async () => {
+      const made = [await order(), await order(), await order(), await order(), await order()]
+      const from = sim.requests().length
+
+      const found = await so.findManyByReference!(rctx({ reconciliation: { batchSize: 2 } }), [...made.map((m) => m.reference), 'no-such-order'])
+
+      const sent = queries(from)
+      expect(sent.map((q) => q.FilterString)).toEqual([
+        `FNetOrderBillNo in ('${made[0]!.reference}','${made[1]!.reference}')`,
+        `FNetOrderBillNo in ('${made[2]!.reference}','${made[3]!.reference}')`,
+        `FNetOrderBillNo in ('${made[4]!.reference}','no-such-order')`,
+      ])
+      expect(sent[0]).toMatchObject({ FormId: 'SAL_SaleOrder', FieldKeys: 'FID,FBillNo,FDocumentStatus,FCloseStatus,FCancelStatus,FManualClose,FNetOrderBillNo,FBillAllAmount,FSettleCurrId.FNumber,FModifyDate,FMaterialId.FNumber,FQty', OrderString: 'FID ASC' })
+      expect(found.map((o) => o.reference)).toEqual(made.map((m) => m.reference))
+      const first = sim.salesOrders().find((o) => o.FBillNo === made[0]!.billNo)!
+      expect(found[0]).toEqual({
+        externalId: made[0]!.billNo,
+        reference: made[0]!.reference,
+        status: 'open',
+        remoteStatus: '已审核',
+        currency: 'CNY',
+        // 2 × 113.00 + 1 × 180.80, answered by Kingdee as the JSON number 406.8.
+        total: '406.80',
+        lines: [
+          { sku: 'MAT0001', quantity: '2' },
+          { sku: 'MAT0002', quantity: '1' },
+        ],
+        updatedAt: new Date(`${first.FModifyDate}+08:00`).toISOString(),
+      })
+    })
+
+    it('answers JSON numbers as exact decimal strings, never through a float', async () => {
+      const made = await order([
+        { FRowType: 'Standard', FMaterialId: { FNumber: 'MAT0001' }, FQty: '1', FTaxPrice: '0.10', FIsFree: 'false' },
+        { FRowType: 'Standard', FMaterialId: { FNumber: 'MAT0002' }, FQty: '1', FTaxPrice: '0.20', FIsFree: 'false' },
+        { FRowType: 'Standard', FMaterialId: { FNumber: 'MAT0002' }, FQty: '0.5', FTaxPrice: '1130.01', FIsFree: 'false' },
+      ])
+      const raw = await fetch(`${sim.url}/Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.ExecuteBillQuery.common.kdsvc`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', cookie: `kdservice-sessionid=${sim.requests().at(-1)!.sessionId}` },
+        body: JSON.stringify({ data: { FormId: 'SAL_SaleOrder', FieldKeys: 'FBillNo,FBillAllAmount,FQty', FilterString: `FBillNo = '${made.billNo}'` } }),
+      })
+      // Kingdee's wire format: an array of rows in FieldKeys order, amounts as JSON numbers.
+      expect(await raw.text()).toBe(`[["${made.billNo}",565.31,1.0],["${made.billNo}",565.31,1.0],["${made.billNo}",565.31,0.5]]`)
+
+      const [found] = await so.findManyByReference!(rctx(), [made.reference])
+      // 0.10 + 0.20 + 565.005 (half-up to 565.01) = 565.31; quantities keep their scale.
+      expect(found).toMatchObject({ total: '565.31', lines: [{ sku: 'MAT0001', quantity: '1' }, { sku: 'MAT0002', quantity: '1' }, { sku: 'MAT0002', quantity: '0.5' }] })
+    })
+
+    it('answers every order under a reference, a second one included', async () => {
+      const made = await order()
+      const ctx = rctx()
+      await kingdeeClient(ctx).save('SAL_SaleOrder', { ...model(), FNetOrderBillNo: made.reference, FID: 0 }, { needUpdateFields: [], isDeleteEntry: true, verifyBaseData: true, interactionFlags: [], ignoreInteraction: true, autoSubmitAndAudit: false })
+      const found = await so.findManyByReference!(ctx, [made.reference])
+      expect(found.map((o) => [o.reference, o.remoteStatus])).toEqual([
+        [made.reference, '已审核'],
+        [made.reference, '创建'],
+      ])
+    })
+
+    it('reads a voided order as cancelled; an order closed by hand only when this connection cancels by closing', async () => {
+      const voided = await order()
+      const closed = await order()
+      sim.patchSalesOrder(voided.billNo, { FCancelStatus: 'B' })
+      sim.patchSalesOrder(closed.billNo, { FCloseStatus: 'B', FManualClose: true })
+
+      const read = async (settings: Record<string, unknown>) => Object.fromEntries((await so.findManyByReference!(rctx(settings), [voided.reference, closed.reference])).map((o) => [o.externalId, [o.status, o.remoteStatus]]))
+      expect(await read({})).toEqual({ [voided.billNo]: ['cancelled', '已审核, 已作废'], [closed.billNo]: ['open', '已审核, 已关闭'] })
+      expect((await read({ salesOrders: { cancel: { mode: 'operation' } } }))[closed.billNo]).toEqual(['cancelled', '已审核, 已关闭'])
+      // Closed by Kingdee itself (everything delivered): open either way.
+      sim.patchSalesOrder(closed.billNo, { FManualClose: false })
+      expect((await read({ salesOrders: { cancel: { mode: 'operation' } } }))[closed.billNo]).toEqual(['open', '已审核, 已关闭'])
+    })
+  })
+
+  describe('salesOrders.fetch', () => {
+    it('reads one order by its bill number; an unknown number is undefined', async () => {
+      const made = await order()
+      const from = sim.requests().length
+      expect(await so.fetch!(rctx(), made.billNo)).toMatchObject({ externalId: made.billNo, reference: made.reference, total: '406.80', currency: 'CNY' })
+      expect(queries(from)[0]?.FilterString).toBe(`FBillNo = '${made.billNo}'`)
+      expect(await so.fetch!(rctx(), "XSDD' or '1'='1")).toBeUndefined()
+    })
+  })
+
+  describe('salesOrders.listSince', () => {
+    async function listAll(ctx: ReturnType<typeof rctx>, query: { since?: string; limit: number }, between?: (page: number) => void) {
+      const seen: string[] = []
+      const cursors: (string | null)[] = []
+      let cursor: string | null = null
+      for (let page = 0; page < 100; page++) {
+        const result = await so.listSince!(ctx, { ...query, cursor })
+        seen.push(...result.orders.map((o) => o.externalId))
+        cursors.push(result.nextCursor)
+        cursor = result.nextCursor
+        if (!cursor) break
+        between?.(page)
+      }
+      return { seen, cursors }
+    }
+
+    it('lists every order once in modify-date order, a page at a time, equal timestamps across a page boundary included', async () => {
+      const all = sim.salesOrders().map((o) => o.FBillNo)
+      // Seven orders share one modify date, so pages of 3 end inside the run.
+      for (const billNo of all.slice(0, 7)) sim.patchSalesOrder(billNo, { FModifyDate: '2001-01-01T00:00:00.000' })
+      const from = sim.requests().length
+
+      const { seen, cursors } = await listAll(rctx(), { limit: 3 })
+
+      expect(seen).toHaveLength(all.length)
+      expect(new Set(seen)).toEqual(new Set(all))
+      expect(seen.slice(0, 7)).toEqual(all.slice(0, 7))
+      expect(cursors[0]).toBe(`2001-01-01T00:00:00.000|${sim.salesOrders()[2]!.FID}`)
+      const keyset = queries(from).filter((q) => q.FieldKeys === 'FID,FModifyDate')
+      expect(keyset[0]).toMatchObject({ FormId: 'SAL_SaleOrder', OrderString: 'FModifyDate ASC, FID ASC', Limit: 3, StartRow: 0, FilterString: '' })
+      expect(keyset[1]!.FilterString).toBe(`FModifyDate > '2001-01-01T00:00:00.000' or (FModifyDate = '2001-01-01T00:00:00.000' and FID > ${sim.salesOrders()[2]!.FID})`)
+    })
+
+    it('does not pass over an order modified while the pages are read', async () => {
+      const all = sim.salesOrders().map((o) => o.FBillNo)
+      all.forEach((billNo, i) => sim.patchSalesOrder(billNo, { FModifyDate: `2002-01-01T00:00:${String(i).padStart(2, '0')}.000` }))
+      const { seen } = await listAll(rctx(), { limit: 2 }, (page) => {
+        // An order of the first page is changed again: it moves to the end, nothing shifts.
+        if (page === 0) sim.patchSalesOrder(all[0]!, { FModifyDate: '2002-01-02T00:00:00.000' })
+      })
+      expect(new Set(seen)).toEqual(new Set(all))
+      expect(seen.filter((billNo) => billNo === all[0])).toHaveLength(2)
+    })
+
+    it('lists only orders changed since an instant, in the account set\'s wall clock', async () => {
+      const [older, newer] = sim.salesOrders().map((o) => o.FBillNo)
+      sim.patchSalesOrder(older!, { FModifyDate: '2030-01-01T07:59:59.999' })
+      sim.patchSalesOrder(newer!, { FModifyDate: '2030-01-01T08:00:00.000' })
+      const from = sim.requests().length
+      const page = await so.listSince!(rctx(), { since: '2030-01-01T00:00:00.000Z', cursor: null, limit: 50 })
+      expect(page.orders.map((o) => o.externalId)).toEqual([newer])
+      expect(page.orders[0]!.updatedAt).toBe('2030-01-01T00:00:00.000Z')
+      expect(queries(from)[0]!.FilterString).toBe("FModifyDate >= '2030-01-01T08:00:00.000'")
+    })
+  })
+
+  describe('invoices.list', () => {
+    it('reads the receivables of our orders, amount and paid exact to the cent, one invoice per receivable and order', async () => {
+      const a = await order()
+      const b = await order()
+      const partly = sim.addReceivable({ amount: '406.80', paid: '100.01', dueDate: '2024-06-30', lines: [{ orderNumber: a.billNo, sourceBillNo: 'XSCKD000001' }, { orderNumber: a.billNo }] })
+      const both = sim.addReceivable({ amount: '1130.10', paid: '1130.10', dueDate: '2024-07-31', lines: [{ orderNumber: a.billNo }, { orderNumber: b.billNo }] })
+      sim.addReceivable({ amount: '5.00', dueDate: '2024-07-31', documentStatus: 'A', lines: [{ orderNumber: a.billNo }] })
+      sim.addReceivable({ amount: '6.00', dueDate: '2024-07-31', cancelStatus: 'B', lines: [{ orderNumber: a.billNo }] })
+      const from = sim.requests().length
+
+      const { invoices: found, nextCursor } = await invoices.list(rctx(), { orderRefs: [a.reference, b.reference, 'no-such-order'] })
+
+      expect(nextCursor).toBeNull()
+      expect(found).toEqual([
+        { externalId: String(partly.FID), number: partly.FBillNo, reference: a.reference, salesOrderId: a.billNo, currency: 'CNY', amount: '406.80', paid: '100.01', status: 'partially_paid', dueDate: '2024-06-30' },
+        { externalId: String(both.FID), number: both.FBillNo, reference: a.reference, salesOrderId: a.billNo, currency: 'CNY', amount: '1130.10', paid: '1130.10', status: 'paid', dueDate: '2024-07-31' },
+        { externalId: String(both.FID), number: both.FBillNo, reference: b.reference, salesOrderId: b.billNo, currency: 'CNY', amount: '1130.10', paid: '1130.10', status: 'paid', dueDate: '2024-07-31' },
+      ])
+      expect(queries(from).map((q) => [q.FormId, q.FieldKeys, q.FilterString])).toEqual([
+        ['SAL_SaleOrder', 'FBillNo,FNetOrderBillNo', `FNetOrderBillNo in ('${a.reference}','${b.reference}','no-such-order')`],
+        [
+          'AR_receivable',
+          'FID,FBillNo,FDocumentStatus,FALLAMOUNTFOR,FRelateHadPayAmount,FENDDATE_H,FCURRENCYID.FNumber,FWRITTENOFFSTATUS,FORDERNUMBER',
+          `(FORDERNUMBER in ('${a.billNo}','${b.billNo}')) and (FDocumentStatus = 'C' and FCancelStatus = 'A')`,
+        ],
+      ])
+    })
+
+    it('links receivables through the configured field, e.g. FSOURCEBILLNO when they are pushed from sales orders', async () => {
+      const a = await order()
+      const pushed = sim.addReceivable({ amount: '406.80', dueDate: '2024-06-30', lines: [{ sourceBillNo: a.billNo }] })
+      expect((await invoices.list(rctx(), { orderRefs: [a.reference] })).invoices).toEqual([])
+      const { invoices: found } = await invoices.list(rctx({ reconciliation: { invoices: { salesOrderField: 'FSOURCEBILLNO' } } }), { orderRefs: [a.reference] })
+      expect(found).toEqual([expect.objectContaining({ externalId: String(pushed.FID), reference: a.reference, amount: '406.80', paid: '0.00', status: 'unpaid' })])
+    })
+
+    it('lists receivables changed since an instant, page by page, with the order each belongs to', async () => {
+      const a = await order()
+      const stamps = ['2031-01-01T08:00:00.000', '2031-01-01T08:00:00.000', '2031-01-01T08:00:00.000', '2031-01-02T08:00:00.000']
+      const made = stamps.map((modifyDate, i) => sim.addReceivable({ amount: `${i + 1}.10`, dueDate: '2031-02-01', modifyDate, lines: [{ orderNumber: a.billNo }, { orderNumber: a.billNo }] }))
+      sim.addReceivable({ amount: '9.99', dueDate: '2031-02-01', modifyDate: '2030-12-31T23:59:59.999', lines: [{ orderNumber: a.billNo }] })
+
+      const seen: string[] = []
+      let cursor: string | null = null
+      for (let page = 0; page < 10; page++) {
+        const result = await invoices.list(rctx(), { since: '2031-01-01T00:00:00Z', cursor, limit: 2 })
+        seen.push(...result.invoices.map((i) => `${i.number}:${i.amount}:${i.reference}`))
+        cursor = result.nextCursor
+        if (!cursor) break
+      }
+      expect(seen).toEqual(made.map((m, i) => `${m.FBillNo}:${i + 1}.10:${a.reference}`))
+    })
+
+    it('gives reconciliation what it compares: a synced order and its invoice match, drift shows', async () => {
+      const a = await order()
+      const receivable = sim.addReceivable({ amount: '406.80', paid: '100.01', dueDate: '2024-06-30', lines: [{ orderNumber: a.billNo }] })
+      const snapshot: OrderSnapshot = {
+        id: a.reference,
+        sourceConnection: 'fxiaoke',
+        externalId: 'crm-1',
+        state: 'pending_shipment',
+        sourceVersion: 1,
+        currency: 'CNY',
+        total: '406.80',
+        paymentState: 'partially_paid',
+        amountPaid: '100.01',
+        lines: [
+          { sku: 'MAT0001', quantity: '2' },
+          { sku: 'MAT0002', quantity: '1.000' },
+        ],
+        invoices: [{ number: receivable.FBillNo, amount: '406.80' }],
+        erp: { externalId: a.billNo, status: 'synced', leased: false },
+      }
+      const read = async () => ({
+        orders: await so.findManyByReference!(rctx(), [a.reference]),
+        invoices: (await invoices.list(rctx(), { orderRefs: [a.reference] })).invoices,
+      })
+      let now = await read()
+      expect(compareSalesOrders(snapshot, now.orders, 'kingdee', '0.00')).toEqual([])
+      expect(compareInvoices(snapshot, now.invoices, 'kingdee', '0.00')).toBeNull()
+
+      sim.patchSalesOrder(a.billNo, { FCancelStatus: 'B' })
+      now = await read()
+      expect(compareSalesOrders(snapshot, now.orders, 'kingdee', '0.00')).toEqual([expect.objectContaining({ kind: 'state_mismatch', externalId: a.billNo, actual: expect.objectContaining({ status: '已审核, 已作废', total: '406.80' }) })])
+      expect(compareInvoices({ ...snapshot, amountPaid: '100.00' }, now.invoices, 'kingdee', '0.00')).toMatchObject({ kind: 'invoice_mismatch', actual: { paid: '100.01', problems: ['paid 100.01 in the ERP, 100.00 here'] } })
+    })
+
+    it('fails as config for a currency without an ISO code, and as data for a field the account set does not have', async () => {
+      const a = await order()
+      sim.addReceivable({ amount: '1.00', currency: 'PRE099', dueDate: '2024-06-30', lines: [{ orderNumber: a.billNo }] })
+      const ctx = rctx()
+      expect(await failureOf(invoices.list(ctx, { orderRefs: [a.reference] }), ctx)).toMatchObject({ kind: 'config', message: expect.stringContaining('PRE099') })
+      const mapped = rctx({ reconciliation: { currencyNumbers: { PRE001: 'CNY', PRE099: 'MOP' } } })
+      expect((await invoices.list(mapped, { orderRefs: [a.reference] })).invoices.map((i) => i.currency)).toEqual(['MOP'])
+      const custom = rctx({ reconciliation: { invoices: { salesOrderField: 'F_PAEZ_SaleOrderNo' } } })
+      const failure = await failureOf(invoices.list(custom, { orderRefs: [a.reference] }), custom)
+      expect(failure.kind).toBe('data')
+      expect(failure.message).toContain('F_PAEZ_SaleOrderNo')
+    })
   })
 })
 

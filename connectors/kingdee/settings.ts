@@ -95,6 +95,47 @@ export const creditSettingsSchema = z.object({
     .describe('Where the customer\'s open receivables are read: outstanding is their sum, overdue whether any is past due.'),
 })
 
+export const reconciliationSettingsSchema = z.object({
+  timezone: z.string().min(1).default('Asia/Shanghai').describe('The account set\'s wall clock: Kingdee answers and filters modify dates in it, without an offset.'),
+  currencyNumbers: z
+    .record(z.string().min(1), isoCurrencySchema)
+    .default({ ...presetCurrencyNumbers })
+    .describe('Kingdee currency numbers (币别编码) → ISO codes, for the currencies of sales orders and receivables.'),
+  batchSize: z.number().int().min(1).max(500).default(100).describe('How many references or bill numbers go into one ExecuteBillQuery `in (…)` filter.'),
+  salesOrders: z
+    .object({
+      totalField: fieldKeySchema.default('FBillAllAmount').describe('价税合计 of the order (in 财务信息 FSaleOrderFinance).'),
+      currencyField: fieldKeySchema.default('FSettleCurrId.FNumber').describe('结算币别 number.'),
+      skuField: fieldKeySchema.default('FMaterialId.FNumber').describe('The line\'s material number: the SKU as the order mapping wrote it.'),
+      quantityField: fieldKeySchema.default('FQty').describe('销售数量 of the line.'),
+      modifiedField: fieldKeySchema.default('FModifyDate').describe('修改日期: orders are listed in its order, from a time on.'),
+    })
+    .prefault({})
+    .describe('The SAL_SaleOrder fields reconciliation reads.'),
+  invoices: z
+    .object({
+      formId: formIdSchema.default('AR_receivable').describe('The receivable form (应收单).'),
+      salesOrderField: fieldKeySchema
+        .default('FORDERNUMBER')
+        .describe(
+          'The field that holds the sales order number (FBillNo) a receivable comes from. Default FORDERNUMBER (明细 销售订单号), which the standard flow (sales order → 出库 → 应收) carries through. FSOURCEBILLNO is the direct source bill (usually the SAL_OUTSTOCK number): right only when receivables are pushed from sales orders. FORDERBILLNO is the order number on the 收款计划 entry.',
+        ),
+      amountField: fieldKeySchema.default('FALLAMOUNTFOR').describe('价税合计 of the receivable.'),
+      paidField: fieldKeySchema.default('FRelateHadPayAmount').describe('What is received on it: the amount of the receipts linked to it (收(退)款单的关联金额), or another amount field of the account set.'),
+      dueDateField: fieldKeySchema.default('FENDDATE_H').describe('到期日.'),
+      currencyField: fieldKeySchema.default('FCURRENCYID.FNumber').describe('币别 number.'),
+      writtenOffField: fieldKeySchema.default('FWRITTENOFFSTATUS').describe('收款核销状态 (A none, B part, C all): the invoice\'s status.'),
+      modifiedField: fieldKeySchema.default('FModifyDate').describe('修改日期: receivables are listed in its order, from a time on.'),
+      filter: z
+        .string()
+        .max(500)
+        .default("FDocumentStatus = 'C' and FCancelStatus = 'A'")
+        .describe('Which receivables count as invoices, ANDed to every query: audited and not voided.'),
+    })
+    .prefault({})
+    .describe('Where invoices are read: receivables (应收单) linked to our sales orders.'),
+})
+
 export const settingsSchema = z.object({
   baseUrl: z
     .url({ protocol: /^https?$/ })
@@ -105,6 +146,7 @@ export const settingsSchema = z.object({
   timeoutMs: z.number().int().positive().default(30_000).describe('How long one request may take, in milliseconds.'),
   salesOrders: salesOrderSettingsSchema.prefault({}).describe('How sales orders are saved, found and cancelled.'),
   credit: creditSettingsSchema.optional().describe('Where customer credit is read; leave out when this connection does not report credit.'),
+  reconciliation: reconciliationSettingsSchema.prefault({}).describe('What reconciliation reads: sales orders as Kingdee holds them, and receivables as invoices.'),
 })
 
 export const secretsSchema = z.object({
@@ -115,3 +157,4 @@ export const secretsSchema = z.object({
 export type KingdeeSettings = z.infer<typeof settingsSchema>
 export type KingdeeSecrets = z.infer<typeof secretsSchema>
 export type KingdeeCreditSettings = z.infer<typeof creditSettingsSchema>
+export type KingdeeReconciliationSettings = z.infer<typeof reconciliationSettingsSchema>

@@ -3,12 +3,14 @@
  * `kdservice-sessionid` cookie, and the DynamicFormService endpoints the connector uses (Save,
  * Submit, Audit, UnAudit, CancelAssign, Delete, ExcuteOperation, ExecuteBillQuery, View) under
  * `/k3cloud/…common.kdsvc`, answering HTTP 200 with `Result.ResponseStatus` as the real WebAPI does,
- * refusals included. It keeps SAL_SaleOrder bills with their document and close status, and any
- * other form's rows you give it (credit limits, receivables) for ExecuteBillQuery. Faults are
- * scriptable like the generic REST simulator's. State lives in memory; it does not log.
+ * refusals included. It keeps SAL_SaleOrder bills with their document, close and void status, lines
+ * and modify dates, and any other form's rows you give it (credit limits, receivables) for
+ * ExecuteBillQuery, which answers Kingdee's arrays of rows in FieldKeys order, with SQL-like filters
+ * (and, or, in, parentheses) and OrderString. Faults are scriptable like the generic REST
+ * simulator's. State lives in memory; it does not log.
  *
  * What it does not do: workflows, numbering rules, field-level business rules beyond the required
- * fields, OR in filters, or the array form of FilterString.
+ * fields, or the array form of FilterString.
  */
 import { randomBytes } from 'node:crypto'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
@@ -23,10 +25,40 @@ export interface SimulatedSaleOrder {
   FDocumentStatus: 'Z' | 'A' | 'B' | 'C' | 'D'
   /** A open, B closed. */
   FCloseStatus: 'A' | 'B'
+  /** A normal, B voided (作废). */
+  FCancelStatus: 'A' | 'B'
+  /** Closed by hand (整单关闭), not because everything was delivered. */
+  FManualClose: boolean
+  /** 创建日期 and 修改日期: the account set's wall clock, "2025-01-09T12:00:45.053". */
+  FCreateDate: string
+  FModifyDate: string
   /** The saved Model, FID and FBillNo excluded. */
   model: Record<string, unknown>
   /** How many Saves wrote it. */
   saves: number
+}
+
+/** A receivable (应收单) as `addReceivable` takes it; amounts are decimal strings. */
+export interface SimulatedReceivable {
+  FBillNo?: string
+  /** FCUSTOMERID.FNumber. */
+  customer?: string
+  /** FCURRENCYID.FNumber (default PRE001). */
+  currency?: string
+  /** 价税合计 (FALLAMOUNTFOR). */
+  amount: string
+  /** 收(退)款单的关联金额 (FRelateHadPayAmount), default "0". */
+  paid?: string
+  /** 到期日, yyyy-MM-dd. */
+  dueDate: string
+  /** 收款核销状态: by default A when nothing is paid, C when all is, else B. */
+  writtenOff?: 'A' | 'B' | 'C'
+  documentStatus?: 'Z' | 'A' | 'B' | 'C' | 'D'
+  cancelStatus?: 'A' | 'B'
+  /** 修改日期 (default now), the account set's wall clock. */
+  modifyDate?: string
+  /** One per line (FEntityDetail): the sales order it comes from (FORDERNUMBER) and its direct source bill (FSOURCEBILLNO, e.g. the 出库单). */
+  lines: { orderNumber?: string; sourceBillNo?: string; amount?: string }[]
 }
 
 export interface KingdeeRequest {
@@ -67,6 +99,10 @@ export interface KingdeeSimulator {
   logins(): number
   /** Replaces the rows of a form other than SAL_SaleOrder, for ExecuteBillQuery (`{ number: '1130.50' }` answers a JSON number). */
   setRows(formId: string, rows: TableRow[]): void
+  /** Changes a sales order as a person in Kingdee would (void or close it, or stamp its modify date). */
+  patchSalesOrder(billNo: string, patch: Partial<Pick<SimulatedSaleOrder, 'FDocumentStatus' | 'FCloseStatus' | 'FCancelStatus' | 'FManualClose' | 'FModifyDate'>>): void
+  /** Adds an AR_receivable with one row per line, as ExecuteBillQuery answers header and entry fields. */
+  addReceivable(receivable: SimulatedReceivable): { FID: number; FBillNo: string }
   faults: KingdeeFaultControl
   close(): Promise<void>
 }
@@ -83,6 +119,8 @@ export interface KingdeeSimulatorOptions {
   /** Known material numbers; without it any material number exists. */
   materials?: readonly string[]
   tables?: Record<string, TableRow[]>
+  /** The account set's time zone, for 修改日期 and 创建日期 (default Asia/Shanghai). */
+  timezone?: string
 }
 
 const saleOrderForm = 'SAL_SaleOrder'
@@ -93,6 +131,45 @@ const sessionLostMessage = '会话信息已丢失，请重新登录'
 const saleOrderHeaderFields = new Set(
   ['FID', 'FBillNo', 'FDocumentStatus', 'FCloseStatus', 'FDate', 'FBillTypeID', 'FSaleOrgId', 'FCustId', 'FSaleDeptId', 'FSalerId', 'FNote', 'FNetOrderBillNo', 'FNetOrderBillId', 'FReceiveId', 'FSettleId', 'FChargeId', 'FHeadDeliveryWay', 'FCorrespondOrgId', 'FSaleGroupId', 'FReceiveAddress', 'FOppID', 'FSalePhaseID', 'FISINIT'].map((f) => f.toLowerCase()),
 )
+
+// 财务信息 (FSaleOrderFinance) and 订单明细 (FSaleOrderEntry) fields the simulator answers.
+const saleOrderFinanceFields = new Set(['FSettleCurrId', 'FExchangeTypeId', 'FIsIncludedTax', 'FRecConditionId', 'FSettleModeId', 'FBillAllAmount'].map((f) => f.toLowerCase()))
+const saleOrderEntryFields = new Set(
+  ['FSaleOrderEntry_FEntryID', 'FRowType', 'FMaterialId', 'FUnitID', 'FQty', 'FPrice', 'FTaxPrice', 'FEntryTaxRate', 'FAllAmount', 'FIsFree', 'FDeliveryDate', 'FEntryNote'].map((f) => f.toLowerCase()),
+)
+const saleOrderStatusFields = new Set(['FCancelStatus', 'FManualClose', 'FCreateDate', 'FModifyDate'].map((f) => f.toLowerCase()))
+
+/** Exact decimal text → units at `scale` digits (half-up when it has more). */
+function unitsAt(text: string, scale: number): bigint {
+  const negative = text.startsWith('-')
+  const [whole = '0', fraction = ''] = text.replace('-', '').split('.')
+  let units = BigInt(whole + fraction.padEnd(scale, '0').slice(0, scale))
+  if ((fraction[scale] ?? '0') >= '5') units += 1n
+  return negative ? -units : units
+}
+
+function unitsText(units: bigint, scale: number): string {
+  const negative = units < 0n
+  const digits = (negative ? -units : units).toString().padStart(scale + 1, '0')
+  const text = scale ? `${digits.slice(0, -scale)}.${digits.slice(-scale)}` : digits
+  return negative ? `-${text}` : text
+}
+
+/** How Kingdee writes a decimal in JSON: no trailing zeros, but a fraction ("406.8", "2.0"). */
+function kingdeeDecimal(text: string): string {
+  const trimmed = text.includes('.') ? text.replace(/0+$/, '').replace(/\.$/, '') : text
+  return trimmed.includes('.') ? trimmed : `${trimmed}.0`
+}
+
+/** 价税合计 of a line: quantity × tax-inclusive price (or price), rounded half-up to the cent. */
+function lineAmount(entry: Record<string, unknown>): string {
+  const qty = numberOf(entry.FQty) ?? '0'
+  const price = numberOf(entry.FTaxPrice) ?? numberOf(entry.FPrice) ?? '0'
+  const qtyScale = (qty.split('.')[1] ?? '').length
+  const priceScale = (price.split('.')[1] ?? '').length
+  const product = unitsAt(qty, qtyScale) * unitsAt(price, priceScale)
+  return unitsText(unitsAt(unitsText(product, qtyScale + priceScale), 2), 2)
+}
 
 /** A JSON value whose numbers are written exactly as given. */
 class JsonNumber {
@@ -182,65 +259,178 @@ function refNumber(value: unknown): string {
   return typeof number === 'string' ? number : ''
 }
 
-interface FilterTerm {
-  field: string
-  op: string
-  value: string
-  quoted: boolean
-}
+// ----- FilterString: SQL-like conditions, as ExecuteBillQuery takes them -------------------------
+//   expr := and ('or' and)* ; and := unary ('and' unary)* ; unary := '(' expr ')' | comparison
+//   comparison := field op literal | field ['not'] 'in' '(' literal (',' literal)* ')'
 
-function parseFilter(filter: unknown): FilterTerm[] {
-  if (filter === undefined || filter === null || filter === '') return []
-  if (typeof filter !== 'string') throw refuse(8, '模拟器只支持字符串形式的FilterString')
-  const terms: FilterTerm[] = []
-  // Splits on AND outside quotes; OR is not supported.
-  const parts: string[] = []
-  let current = ''
-  let quoted = false
-  for (let i = 0; i < filter.length; i += 1) {
-    const ch = filter[i]!
-    if (ch === "'") quoted = !quoted
-    if (!quoted && /^\s+and\s+/i.test(filter.slice(i))) {
-      parts.push(current)
-      current = ''
-      i += (/^\s+and\s+/i.exec(filter.slice(i))?.[0].length ?? 1) - 1
+type Literal = { value: string; quoted: boolean }
+type Condition =
+  | { kind: 'compare'; field: string; op: string; literal: Literal }
+  | { kind: 'in'; field: string; negate: boolean; literals: Literal[] }
+  | { kind: 'and' | 'or'; parts: Condition[] }
+
+type Token = { type: 'word' | 'string' | 'number' | 'op' | '(' | ')' | ','; text: string }
+
+function tokenize(filter: string): Token[] {
+  const tokens: Token[] = []
+  let i = 0
+  while (i < filter.length) {
+    const rest = filter.slice(i)
+    const space = /^\s+/.exec(rest)
+    if (space) {
+      i += space[0].length
       continue
     }
-    current += ch
+    const quoted = /^'((?:[^']|'')*)'/.exec(rest)
+    const number = /^-?\d+(?:\.\d+)?/.exec(rest)
+    const word = /^[A-Za-z_][\w.]*/.exec(rest)
+    const op = /^(<>|!=|>=|<=|=|>|<)/.exec(rest)
+    if (quoted) tokens.push({ type: 'string', text: quoted[1]!.replaceAll("''", "'") }), (i += quoted[0].length)
+    else if (number) tokens.push({ type: 'number', text: number[0] }), (i += number[0].length)
+    else if (word) tokens.push({ type: 'word', text: word[0] }), (i += word[0].length)
+    else if (op) tokens.push({ type: 'op', text: op[0] }), (i += op[0].length)
+    else if ('(),'.includes(rest[0]!)) tokens.push({ type: rest[0] as '(' | ')' | ',', text: rest[0]! }), (i += 1)
+    else throw refuse(8, `过滤条件“${filter}”无法解析`)
   }
-  parts.push(current)
-  for (const raw of parts) {
-    const part = raw.trim().replace(/^\(+|\)+$/g, '').trim()
-    if (/\sor\s/i.test(part.replace(/'(?:[^']|'')*'/g, "''"))) throw refuse(8, '模拟器不支持OR过滤条件')
-    const match = /^([A-Za-z_][\w.]*)\s*(=|<>|!=|>=|<=|>|<)\s*('(?:[^']|'')*'|-?\d+(?:\.\d+)?)$/.exec(part)
-    if (!match) throw refuse(8, `过滤条件“${part}”无法解析`)
-    const literal = match[3]!
-    const isQuoted = literal.startsWith("'")
-    terms.push({ field: match[1]!, op: match[2]!, value: isQuoted ? literal.slice(1, -1).replaceAll("''", "'") : literal, quoted: isQuoted })
-  }
-  return terms
+  return tokens
 }
 
-function compare(actual: TableValue | number, term: FilterTerm): boolean {
-  const text = actual === null ? '' : typeof actual === 'object' ? actual.number : String(actual)
-  let order: number
-  if (!term.quoted && decimalText.test(text)) order = Number(text) - Number(term.value)
-  else order = text < term.value ? -1 : text > term.value ? 1 : 0
-  switch (term.op) {
-    case '=':
-      return order === 0
-    case '<>':
-    case '!=':
-      return order !== 0
-    case '>':
-      return order > 0
-    case '>=':
-      return order >= 0
-    case '<':
-      return order < 0
-    default:
-      return order <= 0
+function parseFilter(filter: unknown): Condition | undefined {
+  if (filter === undefined || filter === null || filter === '') return undefined
+  if (typeof filter !== 'string') throw refuse(8, '模拟器只支持字符串形式的FilterString')
+  const tokens = tokenize(filter)
+  let at = 0
+  const fail = (): never => {
+    throw refuse(8, `过滤条件“${filter}”无法解析`)
   }
+  const peekWord = (word: string) => tokens[at]?.type === 'word' && tokens[at]!.text.toLowerCase() === word
+  const literal = (): Literal => {
+    const token = tokens[at++]
+    if (token?.type === 'string') return { value: token.text, quoted: true }
+    if (token?.type === 'number') return { value: token.text, quoted: false }
+    return fail()
+  }
+  const unary = (): Condition => {
+    if (tokens[at]?.type === '(') {
+      at += 1
+      const inner = expr()
+      if (tokens[at++]?.type !== ')') fail()
+      return inner
+    }
+    const field = tokens[at++]
+    if (field?.type !== 'word') return fail()
+    const negate = peekWord('not')
+    if (negate) at += 1
+    if (peekWord('in')) {
+      at += 1
+      if (tokens[at++]?.type !== '(') fail()
+      const literals = [literal()]
+      while (tokens[at]?.type === ',') (at += 1), literals.push(literal())
+      if (tokens[at++]?.type !== ')') fail()
+      return { kind: 'in', field: field.text, negate, literals }
+    }
+    const op = tokens[at++]
+    if (negate || op?.type !== 'op') return fail()
+    return { kind: 'compare', field: field.text, op: op.text, literal: literal() }
+  }
+  const and = (): Condition => {
+    const parts = [unary()]
+    while (peekWord('and')) (at += 1), parts.push(unary())
+    return parts.length === 1 ? parts[0]! : { kind: 'and', parts }
+  }
+  const expr = (): Condition => {
+    const parts = [and()]
+    while (peekWord('or')) (at += 1), parts.push(and())
+    return parts.length === 1 ? parts[0]! : { kind: 'or', parts }
+  }
+  const condition = expr()
+  if (at !== tokens.length) fail()
+  return condition
+}
+
+function fieldsOf(condition: Condition | undefined): string[] {
+  if (!condition) return []
+  if ('parts' in condition) return condition.parts.flatMap(fieldsOf)
+  return [condition.field]
+}
+
+const datetimeText = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2})?)(?:\.(\d+))?)?$/
+
+/** Datetimes compare as instants whatever their spelling ("2024-05-20", "…T08:00:00", "… 08:00:00.050"). */
+function canonicalDatetime(text: string): string | undefined {
+  const match = datetimeText.exec(text)
+  if (!match) return undefined
+  const time = (match[2] ?? '00:00:00').padEnd(8, ':00').slice(0, 8)
+  return `${match[1]}T${time}.${(match[3] ?? '').padEnd(7, '0').slice(0, 7)}`
+}
+
+/** A cell's text for comparing: numbers as their text, dates canonical, null as ''. */
+function textOf(value: TableValue | JsonNumber | undefined): string {
+  if (value === null || value === undefined) return ''
+  if (value instanceof JsonNumber) return value.text
+  return typeof value === 'object' ? value.number : String(value)
+}
+
+/** Exact: "2.50" vs "2.5" is 0, "10" vs "9.99" is 1. */
+function compareDecimalText(a: string, b: string): number {
+  const scaledOf = (text: string, scale: number) => {
+    const [whole = '0', fraction = ''] = text.replace('-', '').split('.')
+    const units = BigInt(whole + fraction.padEnd(scale, '0'))
+    return text.startsWith('-') ? -units : units
+  }
+  const scale = Math.max((a.split('.')[1] ?? '').length, (b.split('.')[1] ?? '').length)
+  const [x, y] = [scaledOf(a, scale), scaledOf(b, scale)]
+  return x < y ? -1 : x > y ? 1 : 0
+}
+
+function order(a: string, b: string, numeric: boolean): number {
+  if (numeric && decimalText.test(a) && decimalText.test(b)) return compareDecimalText(a, b)
+  const [x, y] = [canonicalDatetime(a) ?? a, canonicalDatetime(b) ?? b]
+  return x < y ? -1 : x > y ? 1 : 0
+}
+
+function evaluate(condition: Condition | undefined, get: (field: string) => TableValue | JsonNumber | undefined): boolean {
+  if (!condition) return true
+  switch (condition.kind) {
+    case 'and':
+      return condition.parts.every((c) => evaluate(c, get))
+    case 'or':
+      return condition.parts.some((c) => evaluate(c, get))
+    case 'in': {
+      const text = textOf(get(condition.field))
+      const found = condition.literals.some((l) => order(text, l.value, !l.quoted) === 0)
+      return condition.negate ? !found : found
+    }
+    default: {
+      const c = order(textOf(get(condition.field)), condition.literal.value, !condition.literal.quoted)
+      switch (condition.op) {
+        case '=':
+          return c === 0
+        case '<>':
+        case '!=':
+          return c !== 0
+        case '>':
+          return c > 0
+        case '>=':
+          return c >= 0
+        case '<':
+          return c < 0
+        default:
+          return c <= 0
+      }
+    }
+  }
+}
+
+/** OrderString: "FModifyDate ASC, FID ASC". */
+function parseOrder(orderString: unknown): { field: string; descending: boolean }[] {
+  if (orderString === undefined || orderString === null || orderString === '') return []
+  if (typeof orderString !== 'string') throw refuse(8, 'OrderString必须是字符串')
+  return orderString.split(',').map((part) => {
+    const match = /^\s*([A-Za-z_][\w.]*)(?:\s+(asc|desc))?\s*$/i.exec(part)
+    if (!match) throw refuse(8, `排序条件“${orderString}”无法解析`)
+    return { field: match[1]!, descending: match[2]?.toLowerCase() === 'desc' }
+  })
 }
 
 function sessionIdOf(request: FastifyRequest): string | undefined {
@@ -276,6 +466,14 @@ export async function startKingdeeSimulator(options: KingdeeSimulatorOptions): P
   let failures: { remaining: number; status: number; headers: Record<string, string>; service?: string }[] = []
   let refusals: { remaining: number; refusal: KingdeeRefusal; service?: string }[] = []
   let drops = 0
+  let nextReceivable = 200_000
+
+  // The account set's wall clock, to the millisecond, as Kingdee stamps 修改日期.
+  const clock = new Intl.DateTimeFormat('sv-SE', { timeZone: options.timezone ?? 'Asia/Shanghai', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' })
+  const now = () => {
+    const at = new Date()
+    return `${clock.format(at).replace(' ', 'T')}.${String(at.getMilliseconds()).padStart(3, '0')}`
+  }
 
   const find = (key: string): SimulatedSaleOrder | undefined => {
     if (key.startsWith('id:')) return orders.get(Number(key.slice(3)))
@@ -345,17 +543,23 @@ export async function startKingdeeSimulator(options: KingdeeSimulatorOptions): P
       if (isTrue(data.ValidateFlag, true)) validateModel(next, isTrue(data.IsVerifyBaseDataField, false))
       order.model = next
       order.saves += 1
+      order.FModifyDate = now()
       if (isTrue(data.IsAutoSubmitAndAudit, false)) order.FDocumentStatus = 'C'
       return { order, created: false }
     }
     if (isTrue(data.ValidateFlag, true)) validateModel(fields, isTrue(data.IsVerifyBaseDataField, false))
     nextId += 1
     nextNumber += 1
+    const created = now()
     const order: SimulatedSaleOrder = {
       FID: nextId,
       FBillNo: typeof billNo === 'string' && billNo !== '' ? billNo : `XSDD${String(nextNumber).padStart(6, '0')}`,
       FDocumentStatus: isTrue(data.IsAutoSubmitAndAudit, false) ? 'C' : 'A',
       FCloseStatus: 'A',
+      FCancelStatus: 'A',
+      FManualClose: false,
+      FCreateDate: created,
+      FModifyDate: created,
       model: fields,
       saves: 1,
     }
@@ -380,6 +584,7 @@ export async function startKingdeeSimulator(options: KingdeeSimulatorOptions): P
       }
       try {
         apply(order)
+        order.FModifyDate = now()
         done.push({ Id: order.FID, Number: order.FBillNo })
       } catch (err) {
         if (!(err instanceof Refusal)) throw err
@@ -426,24 +631,74 @@ export async function startKingdeeSimulator(options: KingdeeSimulatorOptions): P
         if (o.FCloseStatus === 'B') throw refuse(11, `${bill(o)}，单据已经关闭！`)
         if (o.FDocumentStatus !== 'C') throw refuse(11, `${bill(o)}，未审核的单据不能关闭！`)
         o.FCloseStatus = 'B'
+        o.FManualClose = true
       })
     },
   }
 
   // ----- queries -----------------------------------------------------------------------------
 
-  function orderValue(order: SimulatedSaleOrder, field: string): TableValue | JsonNumber | undefined {
-    const [head, sub] = field.split('.') as [string, string | undefined]
-    const lower = head.toLowerCase()
-    if (!saleOrderHeaderFields.has(lower) && !lower.startsWith('f_')) return undefined
-    if (lower === 'fid') return new JsonNumber(String(order.FID))
-    if (lower === 'fbillno') return order.FBillNo
-    if (lower === 'fdocumentstatus') return order.FDocumentStatus
-    if (lower === 'fclosestatus') return order.FCloseStatus
-    const key = Object.keys(order.model).find((k) => k.toLowerCase() === lower)
-    const value = key === undefined ? null : order.model[key]
-    if (sub !== undefined) return refNumber(value) || null
-    return value === null || value === undefined ? null : typeof value === 'object' ? refNumber(value) || null : (value as string | boolean)
+  type Cell = TableValue | JsonNumber | undefined
+
+  const entriesOf = (order: SimulatedSaleOrder): Record<string, unknown>[] =>
+    Array.isArray(order.model.FSaleOrderEntry) ? order.model.FSaleOrderEntry.map((e) => asRecord(e) ?? {}) : []
+
+  const modelValue = (record: Record<string, unknown> | undefined, head: string, sub: string | undefined): Cell => {
+    const key = Object.keys(record ?? {}).find((k) => k.toLowerCase() === head)
+    const value = key === undefined ? undefined : record![key]
+    if (value === null || value === undefined) return null
+    if (typeof value === 'object') return refNumber(value) || null
+    if (sub !== undefined) return null
+    return typeof value === 'number' ? new JsonNumber(String(value)) : (value as string | boolean)
+  }
+
+  /** Whether a SAL_SaleOrder field key exists, and whether it is one of the entry (one row per line). */
+  function saleOrderFieldLevel(field: string): 'header' | 'entry' | undefined {
+    const head = field.split('.')[0]!.toLowerCase()
+    if (saleOrderEntryFields.has(head)) return 'entry'
+    if (saleOrderHeaderFields.has(head) || saleOrderFinanceFields.has(head) || saleOrderStatusFields.has(head) || head.startsWith('f_')) return 'header'
+    return undefined
+  }
+
+  /** A SAL_SaleOrder field of the order, or of one of its lines. Amounts and quantities answer as JSON numbers. */
+  function saleOrderCell(order: SimulatedSaleOrder, entryIndex: number | undefined, field: string): Cell {
+    const [rawHead, sub] = field.split('.') as [string, string | undefined]
+    const head = rawHead.toLowerCase()
+    switch (head) {
+      case 'fid':
+        return new JsonNumber(String(order.FID))
+      case 'fbillno':
+        return order.FBillNo
+      case 'fdocumentstatus':
+        return order.FDocumentStatus
+      case 'fclosestatus':
+        return order.FCloseStatus
+      case 'fcancelstatus':
+        return order.FCancelStatus
+      case 'fmanualclose':
+        return order.FManualClose
+      case 'fcreatedate':
+        return order.FCreateDate
+      case 'fmodifydate':
+        return order.FModifyDate
+      case 'fbillallamount': {
+        const cents = entriesOf(order).reduce((sum, entry) => sum + unitsAt(lineAmount(entry), 2), 0n)
+        return new JsonNumber(kingdeeDecimal(unitsText(cents, 2)))
+      }
+    }
+    if (saleOrderFinanceFields.has(head)) return modelValue(asRecord(order.model.FSaleOrderFinance), head, sub)
+    if (saleOrderEntryFields.has(head)) {
+      const entry = entryIndex === undefined ? undefined : entriesOf(order)[entryIndex]
+      if (!entry) return null
+      if (head === 'fsaleorderentry_fentryid') return new JsonNumber(String(order.FID * 100 + entryIndex! + 1))
+      if (head === 'fallamount') return new JsonNumber(kingdeeDecimal(lineAmount(entry)))
+      if (head === 'fqty' || head === 'fprice' || head === 'ftaxprice' || head === 'fentrytaxrate') {
+        const number = numberOf(entry[Object.keys(entry).find((k) => k.toLowerCase() === head) ?? ''])
+        return number === undefined ? null : new JsonNumber(kingdeeDecimal(number))
+      }
+      return modelValue(entry, head, sub)
+    }
+    return modelValue(order.model, head, sub)
   }
 
   function query(body: Record<string, unknown>): unknown[][] {
@@ -452,35 +707,43 @@ export async function startKingdeeSimulator(options: KingdeeSimulatorOptions): P
     const fields = String(data.FieldKeys ?? '').split(',').map((f) => f.trim()).filter(Boolean)
     if (!formId) throw refuse(5, '业务对象表单Id不能为空')
     if (fields.length === 0) throw refuse(8, 'FieldKeys不能为空')
-    const terms = parseFilter(data.FilterString)
+    const condition = parseFilter(data.FilterString)
+    const orderBy = parseOrder(data.OrderString)
     const start = Number(data.StartRow ?? 0) || 0
     const limit = Number(data.Limit ?? 0) || 10_000
-    const wrapValue = (v: TableValue | JsonNumber | undefined) => (v !== null && typeof v === 'object' && !(v instanceof JsonNumber) ? new JsonNumber(v.number) : v)
-    let rows: (TableValue | JsonNumber | undefined)[][]
+    const used = [...fields, ...fieldsOf(condition), ...orderBy.map((o) => o.field)]
+    let rows: { get: (field: string) => Cell }[]
     if (formId.toLowerCase() === saleOrderForm.toLowerCase()) {
-      for (const f of [...fields, ...terms.map((t) => t.field)]) {
-        if (!saleOrderHeaderFields.has(f.split('.')[0]!.toLowerCase()) && !f.toLowerCase().startsWith('f_')) throw refuse(9, `元数据中标识为${f}的字段不存在`)
-      }
-      rows = [...orders.values()]
-        .filter((o) => terms.every((t) => compare(toComparable(orderValue(o, t.field)), t)))
-        .map((o) => fields.map((f) => orderValue(o, f)))
+      for (const f of used) if (!saleOrderFieldLevel(f)) throw refuse(9, `元数据中标识为${f}的字段不存在`)
+      // A query naming an entry field answers one row per line, the header repeated.
+      const perLine = used.some((f) => saleOrderFieldLevel(f) === 'entry')
+      rows = [...orders.values()].flatMap((o) =>
+        (perLine ? entriesOf(o).map((_, i) => i) : [undefined]).map((i) => ({ get: (field: string) => saleOrderCell(o, i, field) })),
+      )
     } else {
       const table = tables.get(formId.toLowerCase())
       if (!table) throw refuse(4, `业务对象“${formId}”不存在`)
       const columns = new Set(table.flatMap((row) => Object.keys(row).map((k) => k.toLowerCase())))
-      for (const f of [...fields, ...terms.map((t) => t.field)]) if (!columns.has(f.toLowerCase())) throw refuse(9, `元数据中标识为${f}的字段不存在`)
-      const get = (row: TableRow, field: string): TableValue => {
-        const key = Object.keys(row).find((k) => k.toLowerCase() === field.toLowerCase())
-        return key === undefined ? null : (row[key] ?? null)
-      }
-      rows = table.filter((row) => terms.every((t) => compare(get(row, t.field), t))).map((row) => fields.map((f) => get(row, f)))
+      for (const f of used) if (!columns.has(f.toLowerCase())) throw refuse(9, `元数据中标识为${f}的字段不存在`)
+      rows = table.map((row) => ({
+        get: (field: string): Cell => {
+          const key = Object.keys(row).find((k) => k.toLowerCase() === field.toLowerCase())
+          const value = key === undefined ? null : (row[key] ?? null)
+          return value !== null && typeof value === 'object' ? new JsonNumber(value.number) : value
+        },
+      }))
     }
-    return rows.slice(start, start + limit).map((row) => row.map((v) => (v === undefined ? null : wrapValue(v))))
-  }
-
-  function toComparable(value: TableValue | JsonNumber | undefined): TableValue {
-    if (value instanceof JsonNumber) return { number: value.text }
-    return value ?? null
+    const matching = rows.filter((row) => evaluate(condition, row.get))
+    if (orderBy.length) {
+      matching.sort((a, b) => {
+        for (const { field, descending } of orderBy) {
+          const c = order(textOf(a.get(field)), textOf(b.get(field)), true)
+          if (c !== 0) return descending ? -c : c
+        }
+        return 0
+      })
+    }
+    return matching.slice(start, start + limit).map((row) => fields.map((f) => row.get(f) ?? null))
   }
 
   function view(body: Record<string, unknown>) {
@@ -605,6 +868,46 @@ export async function startKingdeeSimulator(options: KingdeeSimulatorOptions): P
     logins: () => loginCount,
     setRows: (formId, rows) => {
       tables.set(formId.toLowerCase(), structuredClone(rows))
+    },
+    patchSalesOrder(billNo, patch) {
+      const found = [...orders.values()].find((o) => o.FBillNo === billNo)
+      if (!found) throw new Error(`no sales order ${billNo}`)
+      Object.assign(found, { FModifyDate: now() }, structuredClone(patch))
+    },
+    addReceivable(receivable) {
+      nextReceivable += 1
+      const id = nextReceivable
+      const billNo = receivable.FBillNo ?? `AR${String(id - 200_000).padStart(8, '0')}`
+      const paid = receivable.paid ?? '0'
+      const written = receivable.writtenOff ?? (compareDecimalText(paid, '0') === 0 ? 'A' : compareDecimalText(paid, receivable.amount) >= 0 ? 'C' : 'B')
+      const stamp = receivable.modifyDate ?? now()
+      const header: TableRow = {
+        FID: { number: String(id) },
+        FBillNo: billNo,
+        FDocumentStatus: receivable.documentStatus ?? 'C',
+        FCancelStatus: receivable.cancelStatus ?? 'A',
+        'FCUSTOMERID.FNumber': receivable.customer ?? 'CUST0001',
+        'FCURRENCYID.FNumber': receivable.currency ?? 'PRE001',
+        FALLAMOUNTFOR: { number: kingdeeDecimal(receivable.amount) },
+        FRelateHadPayAmount: { number: kingdeeDecimal(paid) },
+        FENDDATE_H: `${receivable.dueDate}T00:00:00`,
+        FWRITTENOFFSTATUS: written,
+        FCreateDate: stamp,
+        FModifyDate: stamp,
+      }
+      const table = tables.get('ar_receivable') ?? []
+      receivable.lines.forEach((line, i) => {
+        table.push({
+          ...header,
+          FEntityDetail_FEntryID: { number: String(id * 100 + i + 1) },
+          FORDERNUMBER: line.orderNumber ?? '',
+          FSOURCEBILLNO: line.sourceBillNo ?? '',
+          FSOURCETYPE: line.sourceBillNo ? 'SAL_OUTSTOCK' : '',
+          FALLAMOUNTFOR_D: { number: kingdeeDecimal(line.amount ?? receivable.amount) },
+        })
+      })
+      tables.set('ar_receivable', table)
+      return { FID: id, FBillNo: billNo }
     },
     faults: {
       failNext(count, status, headers = {}, service) {
