@@ -36,7 +36,7 @@ export function reserveStock(deps: SyncDeps, attempt: Attempt): Promise<StepOutc
       return { result: 'skipped', reason: `an order in state ${order.state} reserves no stock` }
     }
     if (link.lastSyncedVersion >= link.targetVersion && order.state !== 'on_hold') {
-      await release(deps, step)
+      await release(deps, step, { caughtUp: true })
       return { result: 'skipped', reason: `version ${link.targetVersion} is already reserved` }
     }
 

@@ -208,14 +208,18 @@ export async function settleLink(tx: Queryable, step: LeasedStep, calls: readonl
   )
 }
 
-/** Gives the lease back without settling: nothing was done (a skip). */
-export async function release(deps: SyncDeps, { job, runId }: Attempt): Promise<void> {
-  await deps.db.query('update links set lease_owner = null, lease_until = null where order_id = $1 and connection_id = $2 and operation = $3 and lease_owner = $4', [
-    job.orderId,
-    job.connectionId,
-    job.operation,
-    runId,
-  ])
+/**
+ * Gives the lease back without calling the remote (a skip). `caughtUp`: the target already holds the
+ * version asked for, so a link that a repeated request reopened is synced again instead of being
+ * left pending for the sweeper to run again and again.
+ */
+export async function release(deps: SyncDeps, { job, runId }: Attempt, options: { caughtUp?: boolean } = {}): Promise<void> {
+  await deps.db.query(
+    `update links set lease_owner = null, lease_until = null,
+       status = case when $5 and status = 'pending' and last_synced_version >= coalesce(target_version, 0) then 'synced' else status end
+     where order_id = $1 and connection_id = $2 and operation = $3 and lease_owner = $4`,
+    [job.orderId, job.connectionId, job.operation, runId, options.caughtUp === true],
+  )
 }
 
 /**

@@ -18,7 +18,8 @@ export function upsertSalesOrder(deps: SyncDeps, attempt: Attempt): Promise<Step
     const capability = step.connection.connector.salesOrders
     if (!capability) throw await fail(deps, step, new SyncFailure('config', `connection ${step.connection.id} cannot create sales orders`))
     if (link.lastSyncedVersion >= link.targetVersion) {
-      await release(deps, step)
+      // A cancelled order's link settles as cancelled, never as synced.
+      await release(deps, step, { caughtUp: order.state !== 'cancelled' })
       return { result: 'skipped', reason: `version ${link.targetVersion} is already synced` }
     }
     if (order.state === 'rejected') {

@@ -16,7 +16,7 @@ export function writeBackStatus(deps: SyncDeps, attempt: Attempt): Promise<StepO
     const crm = step.connection.connector.crm
     if (!crm) throw await fail(deps, step, new SyncFailure('config', `connection ${step.connection.id} cannot take status updates`))
     if (link.lastSyncedVersion >= link.targetVersion) {
-      await release(deps, step)
+      await release(deps, step, { caughtUp: true })
       return { result: 'skipped', reason: `status ${link.targetVersion} is already written back` }
     }
     const update = await currentStatus(deps, order.id)

@@ -1,8 +1,10 @@
 /**
- * A step reads the order and the version it is to bring the target to as one consistent pair, even
- * when the order's new version commits while the step is waiting for the link's row lock. Found by
- * the chaos test: the ERP kept an order's first version while its link said the second was synced.
- * (PostgreSQL only: PGlite has one connection, so nothing can commit while a statement waits.)
+ * What every sync step relies on from the step runtime, on PostgreSQL (PGlite has one connection,
+ * so nothing can commit while a statement waits):
+ * - a step reads the order and the version it is to bring the target to as one consistent pair, even
+ *   when the order's new version commits while the step waits for the link's row lock. Found by the
+ *   chaos test: the ERP kept an order's first version while its link said the second was synced;
+ * - a step asked again for a version the target already holds leaves its link synced, not pending.
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, expect, it } from 'vitest'
@@ -14,6 +16,7 @@ import type { MappingCatalog } from '../../src/mapping/mapping-catalog.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import type { Lifecycle } from '../../src/orders/lifecycle.ts'
 import { runLeasedStep, type LeasedStep, type SyncDeps } from '../../src/sync/step-runtime.ts'
+import { upsertSalesOrder } from '../../src/sync/upsert-sales-order.step.ts'
 import { openTestDatabase, type TestDatabase } from '../support/test-database.ts'
 
 const erp: Connection = {
@@ -59,16 +62,17 @@ async function untilWaitingForLock(): Promise<void> {
   throw new Error('the step never waited for the link row')
 }
 
+const deps = (): SyncDeps => ({ db, connections, mappings: {} as MappingCatalog, lifecycle: {} as Lifecycle, log: createLogger('silent') })
+
 it('sees the version that committed while it waited for the link, not the order as it was before', async () => {
   const orderId = await orderWithLink()
-  const deps: SyncDeps = { db, connections, mappings: {} as MappingCatalog, lifecycle: {} as Lifecycle, log: createLogger('silent') }
   let seen: LeasedStep | undefined
   let step: Promise<unknown> | undefined
   await db.transaction(async (tx) => {
     // What the normalize job does when version 2 arrives: the order and its link in one transaction.
     await tx.query(`update orders set source_version = 2, document = '{"version": 2}' where id = $1`, [orderId])
     await tx.query(`update links set target_version = 2, status = 'pending' where order_id = $1`, [orderId])
-    step = runLeasedStep(deps, { job: { orderId, connectionId: 'erp', operation: 'salesOrders.upsert', sourceVersion: 1, correlationId: 'test' }, runId: 'run-1', lastTry: false }, async (s) => {
+    step = runLeasedStep(deps(), { job: { orderId, connectionId: 'erp', operation: 'salesOrders.upsert', sourceVersion: 1, correlationId: 'test' }, runId: 'run-1', lastTry: false }, async (s) => {
       seen = s
       return { result: 'skipped', reason: 'test' }
     })
@@ -76,4 +80,14 @@ it('sees the version that committed while it waited for the link, not the order 
   })
   await step
   expect({ target: seen!.link.targetVersion, document: seen!.order.document }).toEqual({ target: 2, document: { version: 2 } })
+})
+
+it('settles a link that a repeated request reopened as synced again when the target holds that version already', async () => {
+  const orderId = await orderWithLink()
+  // Synced at version 1, then asked for version 1 again (a step re-run upstream asks for the ERP order once more).
+  await db.query(`update links set status = 'pending', last_synced_version = 1, external_id = 'SO-1' where order_id = $1`, [orderId])
+  const outcome = await upsertSalesOrder(deps(), { job: { orderId, connectionId: 'erp', operation: 'salesOrders.upsert', sourceVersion: 1, correlationId: 'test' }, runId: 'run-2', lastTry: false })
+  expect(outcome).toEqual({ result: 'skipped', reason: 'version 1 is already synced' })
+  const [link] = await db.query<{ status: string; lease_owner: string | null }>('select status, lease_owner from links where order_id = $1', [orderId])
+  expect(link).toEqual({ status: 'synced', lease_owner: null })
 })
