@@ -11,9 +11,8 @@
  * refused SKUs named, classified by the first refusal's errorCode.
  */
 import { createHash } from 'node:crypto'
-import { SyncFailure, type OperationContext, type StockLevel } from '../../src/connector-kit/index.ts'
+import { SyncFailure, addDecimals, compareDecimals, isDecimalString, trimDecimal, type OperationContext, type StockLevel } from '../../src/connector-kit/index.ts'
 import { FxiaokeApiError, dataPath, fxiaokeClient } from './client.ts'
-import { isDecimal, sameDecimal, sumDecimals } from './decimal.ts'
 import { classifyFxiaokeError } from './errors.ts'
 import { paced } from './pacer.ts'
 import type { FxRecord } from './records.ts'
@@ -31,16 +30,24 @@ function figuresBySku(levels: readonly StockLevel[]): Map<string, { available: s
   const grouped = new Map<string, { available: string[]; onHand: string[] }>()
   for (const level of levels) {
     for (const value of [level.available, ...(level.onHand === undefined ? [] : [level.onHand])]) {
-      if (!isDecimal(value)) throw new SyncFailure('data', `the stock level of ${level.sku} is not a decimal quantity`, { connectorId: fxiaokeConnectorId })
+      if (!isDecimalString(value)) throw new SyncFailure('data', `the stock level of ${level.sku} is not a decimal quantity`, { connectorId: fxiaokeConnectorId })
     }
     const entry = grouped.get(level.sku) ?? { available: [], onHand: [] }
     entry.available.push(level.available)
     if (level.onHand !== undefined) entry.onHand.push(level.onHand)
     grouped.set(level.sku, entry)
   }
+  // Without trailing fractional zeros ("1.50" + "2" → "3.5").
+  const sum = (values: readonly string[]) => trimDecimal(addDecimals(values), 0)
   return new Map(
-    [...grouped].map(([sku, values]) => [sku, { available: sumDecimals(values.available), ...(values.onHand.length ? { onHand: sumDecimals(values.onHand) } : {}) }]),
+    [...grouped].map(([sku, values]) => [sku, { available: sum(values.available), ...(values.onHand.length ? { onHand: sum(values.onHand) } : {}) }]),
   )
+}
+
+/** Whether a field's current value is this decimal ("12.50" and 12.5 are; null, "" and "abc" are not). */
+function sameDecimal(current: unknown, wanted: string): boolean {
+  const text = typeof current === 'number' ? String(current) : typeof current === 'string' ? current.trim() : undefined
+  return text !== undefined && isDecimalString(text) && compareDecimals(text, wanted) === 0
 }
 
 export async function pushStockLevels(ctx: Context, levels: readonly StockLevel[]): Promise<void> {

@@ -9,9 +9,8 @@
  * does, and `classify()` (errors.ts) says how. `client.ts` is the only file that knows URLs.
  */
 import { z } from 'zod'
-import { SyncFailure, defineConnector, type CustomerCredit, type Operation, type OperationContext, type RemoteRecord, type TargetField } from '../../src/connector-kit/index.ts'
+import { SyncFailure, addDecimals, compareDecimals, defineConnector, isDecimalString, subtractDecimals, trimDecimal, type CustomerCredit, type Operation, type OperationContext, type RemoteRecord, type TargetField } from '../../src/connector-kit/index.ts'
 import { kingdeeClient, type KingdeeClient, type KingdeeContext, type QueryRow } from './client.ts'
-import { isDecimal, normalizeAmount, subtractDecimals, sumDecimals } from './decimal.ts'
 import { classifyKingdeeError, kingdeeConnectorId } from './errors.ts'
 import { cell, filterValue } from './query.ts'
 import { kingdeeInvoices, kingdeeSalesOrderReads } from './reconciliation.ts'
@@ -228,7 +227,7 @@ async function cancelSalesOrder(ctx: OperationContext<KingdeeSettings, KingdeeSe
 function amountCell(row: QueryRow, index: number, field: string): string {
   const value = cell(row, index).trim()
   if (value === '') return '0'
-  if (!isDecimal(value)) throw new SyncFailure('config', `Kingdee field ${field} is not a decimal amount`, { connectorId: kingdeeConnectorId })
+  if (!isDecimalString(value)) throw new SyncFailure('config', `Kingdee field ${field} is not a decimal amount`, { connectorId: kingdeeConnectorId })
   return value
 }
 
@@ -273,9 +272,10 @@ async function getCustomerCredit(ctx: KingdeeContext, customerId: string): Promi
     const remaining = subtractDecimals(amount, paid)
     open.push(remaining)
     const due = /^\d{4}-\d{2}-\d{2}/.exec(cell(row, 1))?.[0]
-    if (due && due < today && /[1-9]/.test(remaining) && !remaining.startsWith('-')) overdue = true
+    if (due && due < today && compareDecimals(remaining, '0') > 0) overdue = true
   }
-  return { limit: normalizeAmount(amountCell(limitRow, 0, limit.limitField)), outstanding: sumDecimals(open), currency, overdue }
+  // Amounts carry at least two decimals ("406.8" → "406.80").
+  return { limit: trimDecimal(amountCell(limitRow, 0, limit.limitField), 2), outstanding: trimDecimal(addDecimals(open), 2), currency, overdue }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,9 +9,8 @@
  * modify-date order, and every later row would shift under a StartRow page. The cursor is the last
  * row's `(modify date, FID)` as Kingdee answered it, and the next page starts strictly after it.
  */
-import { SyncFailure, type ConnectorContext, type InvoiceCapability, type InvoiceQuery, type RemoteInvoice, type RemoteSalesOrder, type RemoteSalesOrderPage, type SalesOrderCapability } from '../../src/connector-kit/index.ts'
+import { SyncFailure, isDecimalString, trimDecimal, type ConnectorContext, type InvoiceCapability, type InvoiceQuery, type RemoteInvoice, type RemoteSalesOrder, type RemoteSalesOrderPage, type SalesOrderCapability } from '../../src/connector-kit/index.ts'
 import { kingdeeClient, type KingdeeClient, type QueryRow } from './client.ts'
-import { isDecimal, normalizeAmount, normalizeDecimal } from './decimal.ts'
 import { kingdeeConnectorId } from './errors.ts'
 import { allOf, cell, chunks, filterValue, inFilter } from './query.ts'
 import type { KingdeeSecrets, KingdeeSettings } from './settings.ts'
@@ -32,14 +31,14 @@ function config(message: string): SyncFailure {
 function amountOf(row: QueryRow, index: number, field: string): string {
   const value = cell(row, index).trim()
   if (value === '') return '0.00'
-  if (!isDecimal(value)) throw config(`Kingdee field ${field} is not a decimal amount`)
-  return normalizeAmount(value)
+  if (!isDecimalString(value)) throw config(`Kingdee field ${field} is not a decimal amount`)
+  return trimDecimal(value, 2)
 }
 
 function quantityOf(row: QueryRow, index: number, field: string): string {
   const value = cell(row, index).trim()
-  if (!isDecimal(value)) throw config(`Kingdee field ${field} is not a decimal quantity`)
-  return normalizeDecimal(value)
+  if (!isDecimalString(value)) throw config(`Kingdee field ${field} is not a decimal quantity`)
+  return trimDecimal(value, 0)
 }
 
 function currencyOf(settings: KingdeeSettings, number: string): string | undefined {

@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
-import { addDecimals, isDecimalString, multiplyDecimals, roundDecimal } from '../../src/shared/decimal.ts'
+import { addDecimals, isDecimalString, multiplyDecimals, roundDecimal } from '../../src/connector-kit/index.ts'
 import { sameSalesforceId } from './inbound.ts'
 import { createOutboundMessageSender, randomSalesforceId, type OutboundMessageSender, type OutboundPostResult, type OutboundMessageToSend } from './sender.ts'
 import { SoqlError, parseSoql, soqlErrorMessage, type SoqlName, type SoqlQuery, type SoqlSubquery } from './simulator-soql.ts'

@@ -24,8 +24,11 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import {
   WebhookRejected,
   XmlParseError,
+  addDecimals,
   asArray,
   buildXml,
+  compareDecimals,
+  isDecimalString,
   parseXml,
   soapEnvelope,
   xmlAttr,
@@ -37,7 +40,6 @@ import {
   type XmlNode,
   type XmlValue,
 } from '../../src/connector-kit/index.ts'
-import { addDecimals, isDecimal, signOf } from './decimal.ts'
 import { inboundMessageTypes, type InboundMessageType, type InboundSettings, type SapIdocSecrets, type SapIdocSettings } from './settings.ts'
 
 /** text/xml and application/xml, and application/x-sap.idoc, the media type of IDoc-XML over HTTP (SAP-XML). */
@@ -186,7 +188,7 @@ function desadvEvents(idoc: XmlNode, at: string, inbound: InboundSettings, issue
     const matnr = field(item, 'MATNR')
     const quantity = field(item, 'LFIMG') || '0'
     if (matnr === '') issues.add(`${itemPath}.MATNR`, 'the material is required')
-    if (!isDecimal(quantity) || signOf(quantity) < 0) {
+    if (!isDecimalString(quantity) || compareDecimals(quantity, '0') < 0) {
       issues.add(`${itemPath}.LFIMG`, `"${quantity.slice(0, 20)}" is not a delivered quantity (a decimal such as 4.000)`)
       continue
     }
@@ -207,12 +209,12 @@ function desadvEvents(idoc: XmlNode, at: string, inbound: InboundSettings, issue
   // A sub-item (HIPOS) counts only under a main item that delivers nothing itself (a batch split);
   // under one that does (a bill of material), it is a component and the main item is what was sold.
   const byPosnr = new Map(read.map((item) => [item.posnr, item]))
-  const counts = (item: Item) => signOf(item.quantity) > 0 && (item.hipos === '' || !byPosnr.has(item.hipos) || signOf(byPosnr.get(item.hipos)!.quantity) === 0)
+  const counts = (item: Item) => compareDecimals(item.quantity, '0') > 0 && (item.hipos === '' || !byPosnr.has(item.hipos) || compareDecimals(byPosnr.get(item.hipos)!.quantity, '0') === 0)
   const lines = new Map<string, Map<string, string>>()
   for (const item of read) {
     if (!counts(item)) continue
     const perSku = lines.get(item.order!) ?? new Map<string, string>()
-    perSku.set(item.sku, perSku.has(item.sku) ? addDecimals(perSku.get(item.sku)!, item.quantity) : item.quantity)
+    perSku.set(item.sku, perSku.has(item.sku) ? addDecimals([perSku.get(item.sku)!, item.quantity]) : item.quantity)
     lines.set(item.order!, perSku)
   }
 
@@ -258,7 +260,7 @@ function invoicEvents(idoc: XmlNode, at: string, issues: Issues): InboundEvent[]
   const amount = billed ? field(billed.segment, 'SUMME') : ''
   const amountPath = billed ? `${at}.E1EDS01[${billed.index}].SUMME` : `${at}.E1EDS01[SUMID=011].SUMME`
   if (amount === '') issues.add(amountPath, 'the billed value (E1EDS01 qualifier 011) is required')
-  else if (!isDecimal(amount) || signOf(amount) < 0) issues.add(amountPath, `"${amount.slice(0, 20)}" is not an amount (a decimal such as 1190.00)`)
+  else if (!isDecimalString(amount) || compareDecimals(amount, '0') < 0) issues.add(amountPath, `"${amount.slice(0, 20)}" is not an amount (a decimal such as 1190.00)`)
   const currency = field(header, 'CURCY') || (billed ? field(billed.segment, 'WAERQ') : '')
   if (!/^[A-Z]{3}$/.test(currency)) issues.add(`${at}.E1EDK01.CURCY`, currency === '' ? 'the currency is required' : `"${currency.slice(0, 10)}" is not an ISO currency code`)
 

@@ -22,8 +22,7 @@
  */
 import { timingSafeEqual, createHash } from 'node:crypto'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
-import { XmlParseError, asArray, buildXml, parseXml, soapFault, xmlAttr, xmlChild, xmlText, type XmlBuildNode, type XmlNode, type XmlValue } from '../../src/connector-kit/index.ts'
-import { addDecimals, isDecimal } from './decimal.ts'
+import { XmlParseError, addDecimals, asArray, buildXml, isDecimalString, parseXml, soapFault, xmlAttr, xmlChild, xmlText, type XmlBuildNode, type XmlNode, type XmlValue } from '../../src/connector-kit/index.ts'
 import { ediDc40Fields, idocSoapNamespace, messageIdPrefix, orders05Segments, orders05TopSegments } from './idoc.ts'
 
 export interface SimulatedIdoc {
@@ -255,11 +254,11 @@ function salesOrderOf(number: string, idoc: XmlNode, belnr: string, soldTo: stri
       material,
       quantity: text(xmlChild(item, 'MENGE')),
       unit: text(xmlChild(item, 'MENEE')) || 'PCE',
-      ...(isDecimal(netValue) ? { netValue } : {}),
+      ...(isDecimalString(netValue) ? { netValue } : {}),
     }
   })
   const total = text(xmlChild(segments(idoc, 'E1EDS01').find((sum) => text(xmlChild(sum, 'SUMID')) === '002'), 'SUMME'))
-  const netValue = isDecimal(total) ? total : addDecimals('0.00', ...items.flatMap((item) => (item.netValue ? [item.netValue] : [])))
+  const netValue = isDecimalString(total) ? total : addDecimals(['0.00', ...items.flatMap((item) => (item.netValue ? [item.netValue] : []))])
   return { number, belnr, soldTo, currency: text(xmlChild(segments(idoc, 'E1EDK01')[0], 'CURCY')), items, netValue, status: 'open', deliveries: [], invoices: [] }
 }
 
@@ -580,7 +579,7 @@ export async function startSapIdocSimulator(options: SapIdocSimulatorOptions): P
     const billed = sapDate(now)
     const due = invoiceOptions.dueDate ?? sapDate(new Date(now.getTime() + 30 * 86_400_000))
     const tax = invoiceOptions.tax ?? '0.00'
-    const amount = addDecimals(order.netValue, tax)
+    const amount = addDecimals([order.netValue, tax])
     const idoc = outboundIdoc('INVOIC', 'INVOIC02', invoiceNumber, {
       E1EDK01: segment({ CURCY: order.currency, HWAER: order.currency, ZTERM: 'NT30', BSART: 'INVO', BELNR: invoiceNumber, FKART_RL: 'LR', RECIPNT_NO: order.soldTo, FKTYP: 'L' }),
       E1EDKA1: [segment({ PARVW: 'AG', PARTN: order.soldTo }), segment({ PARVW: 'RE', PARTN: order.soldTo })],

@@ -17,5 +17,6 @@ export {
   type ExchangeRecordOptions,
 } from './http-client.ts'
 export { signStandardWebhook, verifyStandardWebhook, type WebhookHeaders } from './standard-webhooks.ts'
+export { addDecimals, compareDecimals, isDecimalString, multiplyDecimals, roundDecimal, subtractDecimals, trimDecimal } from '../shared/decimal.ts'
 export * from './xml.ts'
 export * from './session-cache.ts'

@@ -1,6 +1,8 @@
 /**
  * Exact decimal arithmetic on strings, for money and quantities. Never a float: values are scaled
- * BigInts, so totals add up to the cent and reconciliation can compare them exactly.
+ * BigInts, so totals add up to the cent and reconciliation can compare them exactly. Results keep
+ * the largest scale of their terms; `trimDecimal` sets the shape a wire format wants. Connectors
+ * use these through the connector kit. Pure: no I/O.
  */
 const decimalPattern = /^-?\d+(\.\d+)?$/
 
@@ -36,6 +38,14 @@ export function addDecimals(values: readonly string[]): string {
   const scaled = values.map(toScaled)
   const scale = Math.max(0, ...scaled.map((v) => v.scale))
   return fromScaled(scaled.reduce((sum, v) => sum + rescale(v, scale), 0n), scale)
+}
+
+/** a − b, exactly, at the larger scale of the two ("406.80" − "6.8" → "400.00"). */
+export function subtractDecimals(a: string, b: string): string {
+  const x = toScaled(a)
+  const y = toScaled(b)
+  const scale = Math.max(x.scale, y.scale)
+  return fromScaled(rescale(x, scale) - rescale(y, scale), scale)
 }
 
 export function multiplyDecimals(a: string, b: string): string {

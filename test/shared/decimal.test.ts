@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { addDecimals, compareDecimals, isDecimalString, multiplyDecimals, roundDecimal, trimDecimal } from '../../src/shared/decimal.ts'
+import { addDecimals, compareDecimals, isDecimalString, multiplyDecimals, roundDecimal, subtractDecimals, trimDecimal } from '../../src/shared/decimal.ts'
 
 describe('exact decimals', () => {
   it('adds without binary-float drift', () => {
@@ -7,6 +7,14 @@ describe('exact decimals', () => {
     expect(addDecimals(Array.from({ length: 1000 }, () => '0.01'))).toBe('10.00')
     expect(addDecimals(['-5.25', '2', '0.125'])).toBe('-3.125')
     expect(addDecimals([])).toBe('0')
+  })
+
+  it('subtracts at the larger scale of the two', () => {
+    expect(subtractDecimals('406.80', '6.8')).toBe('400.00')
+    expect(subtractDecimals('0.3', '0.1')).toBe('0.2')
+    expect(subtractDecimals('1', '2.50')).toBe('-1.50')
+    expect(subtractDecimals('-0.05', '-0.05')).toBe('0.00')
+    expect(() => subtractDecimals('1', ' 2')).toThrow('" 2" is not a decimal')
   })
 
   it('multiplies quantities by prices exactly', () => {
@@ -21,6 +29,8 @@ describe('exact decimals', () => {
     expect(trimDecimal('0.125', 2)).toBe('0.125')
     expect(trimDecimal('7', 2)).toBe('7.00')
     expect(trimDecimal('-1.5000', 2)).toBe('-1.50')
+    expect(trimDecimal('2.0000000000', 0)).toBe('2')
+    expect(trimDecimal('0.000', 0)).toBe('0')
   })
 
   it('rounds half away from zero when asked to', () => {
