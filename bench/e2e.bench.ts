@@ -21,6 +21,7 @@ import { startErpSimulator, type ErpSimulator } from '../connectors/generic-rest
 import { signStandardWebhook } from '../src/connector-kit/index.ts'
 import { openDatabase } from '../src/db/database.ts'
 import { freePort } from '../src/shared/free-port.ts'
+import { nodeFlags } from '../src/shared/node-flags.ts'
 import { coresBetween, cpuSnapshot } from './support/cpu.ts'
 
 const { values: args } = parseArgs({
@@ -74,7 +75,7 @@ async function startProcesses(configFile: string, dataDir: string): Promise<Proc
     PORT: String(port),
     LOG_LEVEL: 'warn',
   }
-  const start = (mode: string) => spawn(node, [...(args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : []), path.join(root, 'bin/orderbridge.mjs'), mode], { env, stdio: ['ignore', 'ignore', 'inherit'] })
+  const start = (mode: string) => spawn(node, [...nodeFlags, ...(args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : []), path.join(root, 'bin/orderbridge.mjs'), mode], { env, stdio: ['ignore', 'ignore', 'inherit'] })
   // The API migrates first; workers started together with it would wait on the same lock anyway.
   const api = start('api')
   const url = `http://127.0.0.1:${port}`

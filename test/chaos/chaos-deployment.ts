@@ -8,6 +8,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import path from 'node:path'
 import { Redis } from 'ioredis'
+import { nodeFlags } from '../../src/shared/node-flags.ts'
 
 export const root = new URL('../../', import.meta.url).pathname
 const bin = path.join(root, 'bin/orderbridge.mjs')
@@ -146,7 +147,7 @@ export async function startDeployment(options: { env: Record<string, string>; lo
   const all: ManagedProcess[] = []
 
   const startProcess = (mode: 'api' | 'worker', name: string) => {
-    const p = startLogged(name, node, [bin, mode], { env, logFile: path.join(options.logDir, `${name}.log`) })
+    const p = startLogged(name, node, [...nodeFlags, bin, mode], { env, logFile: path.join(options.logDir, `${name}.log`) })
     all.push(p)
     return p
   }

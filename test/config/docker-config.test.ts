@@ -12,6 +12,7 @@ import { connectors } from '../../connectors/index.ts'
 import { ConfigError, loadConfigFile } from '../../src/config.ts'
 import { createConnectionRegistry } from '../../src/connections/connection-registry.ts'
 import { createFileCatalog, loadMappingSpecs } from '../../src/mapping/mapping-catalog.ts'
+import { nodeFlags } from '../../src/shared/node-flags.ts'
 
 const dockerDir = fileURLToPath(new URL('../../docker/', import.meta.url))
 const dockerConfig = path.join(dockerDir, 'orderbridge.yaml')
@@ -140,5 +141,14 @@ pipeline: { erp: demo-erp, inventory: demo-wms }
     const { ORDERBRIDGE_DEMO_WMS_TOKEN: _, ...withoutWmsToken } = dockerEnv
     const error = configErrorOf(() => loadConfigFile(dockerConfig, withoutWmsToken))
     expect(error.issues).toEqual([{ path: 'connections[1].secrets.apiToken', message: expect.stringContaining('ORDERBRIDGE_DEMO_WMS_TOKEN') }])
+  })
+})
+
+describe('the V8 flags processes run with', () => {
+  it('are the same in npm start and the Docker image as the ones spawned processes get', () => {
+    const packageJson = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { scripts: Record<string, string> }
+    expect(packageJson.scripts.start).toBe(`node ${nodeFlags.join(' ')} bin/orderbridge.mjs all`)
+    const entryPoint = /^ENTRYPOINT (.+)$/m.exec(readFileSync(path.join(dockerDir, 'Dockerfile'), 'utf8'))?.[1]
+    expect(JSON.parse(entryPoint ?? 'null')).toEqual(['node', ...nodeFlags, 'bin/orderbridge.mjs'])
   })
 })
