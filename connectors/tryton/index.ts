@@ -2,7 +2,8 @@
  * Tryton 6.0 as ERP and inventory, live over JSON-RPC: sales orders (create with lines, quote,
  * confirm; find by our reference; cancel), customers (parties by code, created when missing),
  * stock per product in a warehouse (quantity and forecast), customer credit (credit-limit modules),
- * and a poller for shipments, invoices and payments, since Tryton does not push.
+ * a poller for shipments, invoices and payments, since Tryton does not push, and the reads
+ * reconciliation compares with (sales by reference or page by page, customer invoices).
  *
  * It must not: retry by itself (the queue does; `classify()` says how), keep anything but the login
  * session in memory, or send a JS number where Tryton wants a Decimal. Tryton has no idempotency
@@ -14,6 +15,7 @@ import { getCustomerCredit } from './credit.ts'
 import { classifyTrytonError } from './errors.ts'
 import { findReservation, getStock, release, reserve } from './inventory.ts'
 import { fetchFulfilmentChanges, pollResource } from './poll.ts'
+import { findReservationsByReferences, trytonInvoices, trytonSalesOrderReads } from './reconciliation.ts'
 import { cancelSale, describeSaleFields, findSaleByReference, trytonSaleSchema, upsertSale, type TrytonSale } from './sales.ts'
 import { secretsSchema, settingsSchema, trytonConnectorId, type TrytonSecrets, type TrytonSettings } from './settings.ts'
 
@@ -48,8 +50,11 @@ export const tryton = defineConnector<TrytonSettings, TrytonSecrets>({
     upsert: upsertTrytonSale as Operation<Record<string, unknown>, RemoteRecord, TrytonSettings, TrytonSecrets>,
     findByReference: findSaleByReference,
     cancel: cancelSale,
+    // Reconciliation: sales by id, by many references at once, and page by page (reconciliation.ts).
+    ...trytonSalesOrderReads,
   },
-  inventory: { getStock, reserve, findReservation, release },
+  invoices: trytonInvoices,
+  inventory: { getStock, reserve, findReservation, release, findManyReservations: findReservationsByReferences },
   credit: { getCustomerCredit },
   poll: {
     resource: pollResource,

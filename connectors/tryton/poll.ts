@@ -27,7 +27,7 @@ import { SyncFailure, type ConnectorContext, type InboundEvent, type PolledChang
 import { z } from 'zod'
 import { models, type Domain, type Models, type Row } from './models.ts'
 import { pollSettingsSchema, trytonConnectorId, type TrytonSecrets, type TrytonSettings } from './settings.ts'
-import { addDecimals, compareDecimals, datetime, datetimeText, floatToDecimal, negateDecimal, trimDecimal } from './values.ts'
+import { addDecimals, compareDecimals, datetime, datetimeText, floatToDecimal, negateDecimal, trimDecimal, type Encoded } from './values.ts'
 
 const connectorId = trytonConnectorId
 type Context = ConnectorContext<TrytonSettings, TrytonSecrets>
@@ -58,16 +58,21 @@ export function parseCursor(cursor: string | null, settings: TrytonSettings, now
   }
 }
 
+/** The domain clause for records strictly after `position` in `(write_date, id)` order (reconciliation pages by it too). */
+export function keysetAfter(position: Position): Encoded {
+  return ['OR', ['write_date', '>', datetime(position.at)], [['write_date', '=', datetime(position.at)], ['id', '>', position.id]]]
+}
+
 /** Records after `position` and not younger than `horizon` (or, given `upTo`, not after that position), in keyset order. */
 function keyset(position: Position, horizon: string, upTo?: Position): Domain {
   return [
     ['write_date', '<=', datetime(horizon)],
-    ['OR', ['write_date', '>', datetime(position.at)], [['write_date', '=', datetime(position.at)], ['id', '>', position.id]]],
+    keysetAfter(position),
     ...(upTo ? [['OR', ['write_date', '<', datetime(upTo.at)], [['write_date', '=', datetime(upTo.at)], ['id', '<=', upTo.id]]]] : []),
   ]
 }
 
-const keysetOrder: [string, 'ASC' | 'DESC'][] = [
+export const keysetOrder: [string, 'ASC' | 'DESC'][] = [
   ['write_date', 'ASC'],
   ['id', 'ASC'],
 ]

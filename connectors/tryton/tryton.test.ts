@@ -4,14 +4,15 @@
  * env.json of ../shared/tryton/setup.sh (.ci/run sets it; without it the live tests are skipped):
  * the conformance suite through a fault proxy, sales created, confirmed, found and cancelled, stock
  * that drops at confirm (forecast) and at shipment (on hand), credit figures, the credit-limit
- * refusal, re-login after the session ends, lock contention, the login throttle, and the poller.
+ * refusal, re-login after the session ends, lock contention, the login throttle, the poller, and
+ * the reads reconciliation compares with.
  */
 import { randomBytes, randomUUID } from 'node:crypto'
 import { AxiosError, AxiosHeaders, type InternalAxiosRequestConfig } from 'axios'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { describeConnectorConformance } from '../../src/connector-kit/conformance.ts'
-import type { ConnectorContext, InboundEvent, Logger, OperationContext, RemoteRecord } from '../../src/connector-kit/index.ts'
+import type { ConnectorContext, InboundEvent, Logger, OperationContext, RemoteInvoice, RemoteRecord } from '../../src/connector-kit/index.ts'
 import { isSyncFailure, withExchangeCapture, type HttpExchange, type SyncFailure } from '../../src/connector-kit/index.ts'
 import { loadExamples } from '../../src/mapping/golden-examples.ts'
 import { logoutCachedSession, TrytonRpcError } from './client.ts'
@@ -385,6 +386,111 @@ if (!env) {
       const again = await tryton.poll!.fetchChanges(pollCtx, start.nextCursor, 200)
       const ids = new Set(again.events.filter((e) => e.externalId === `ref:${reference}`).map((e) => e.eventId))
       for (const id of payments.keys()) expect(ids.has(id)).toBe(true)
+    })
+
+    describe('reconciliation reads', () => {
+      const so = () => tryton.salesOrders!
+      /** Every page of `listSince` from the start: the sale ids in the order they came. */
+      const listAll = async (since: string, limit: number) => {
+        const ids: string[] = []
+        let cursor: string | null = null
+        for (let page = 0; page < 500; page++) {
+          const answer: Awaited<ReturnType<NonNullable<ReturnType<typeof so>['listSince']>>> = await so().listSince!(ctx, { since, cursor, limit })
+          expect(answer.orders.length).toBeLessThanOrEqual(limit)
+          ids.push(...answer.orders.map((o) => o.externalId))
+          cursor = answer.nextCursor
+          if (cursor === null) return ids
+        }
+        throw new Error('listSince did not end')
+      }
+
+      it('finds the sales of many references in the kit\'s words: duplicates, every state, a sale cancelled after confirmation as cancelled', async () => {
+        const reference = randomUUID()
+        const created = await upsertTrytonSale.run(operation(reference), sale(reference, bigCode, [[demoData.widget.code, '3', '10.00'], [demoData.gadget.code, '1', '250.00']]), undefined)
+        // A second sale under the same reference, entered by hand and left in draft (never written since).
+        const [duplicate] = await person.call<number[]>('sale.sale', 'create', [
+          { party: demoData.bigSpender.id, invoice_address: 4, shipment_address: 4, reference, lines: [['create', [{ type: 'line', product: 1, quantity: 2, unit: 1, unit_price: { __class__: 'Decimal', decimal: '10.00' } }]]] },
+        ])
+        const cancelledRef = randomUUID()
+        const cancelled = await upsertTrytonSale.run(operation(cancelledRef), sale(cancelledRef, bigCode, [[demoData.widget.code, '1', '10.00']]), undefined)
+        await tryton.salesOrders!.cancel!(operation(cancelledRef), cancelled)
+
+        const found = await so().findManyByReference!(ctx, [reference, cancelledRef, randomUUID()])
+        const ours = { externalId: created.externalId, reference, status: 'open', remoteStatus: 'processing', currency: 'USD', total: '280.00', updatedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/) }
+        expect(found.filter((o) => o.reference === reference).sort((a, b) => Number(a.externalId) - Number(b.externalId))).toEqual([
+          { ...ours, lines: expect.arrayContaining([{ sku: demoData.widget.code, quantity: '3' }, { sku: demoData.gadget.code, quantity: '1' }]) },
+          { externalId: String(duplicate), reference, status: 'open', remoteStatus: 'draft', currency: 'USD', total: '20.00', lines: [{ sku: demoData.widget.code, quantity: '2' }], updatedAt: expect.any(String) },
+        ])
+        // Tryton cannot cancel a confirmed sale: `cancel` left it done, with nothing shipped or invoiced.
+        expect(found.filter((o) => o.reference === cancelledRef)).toEqual([expect.objectContaining({ externalId: cancelled.externalId, status: 'cancelled', remoteStatus: expect.stringMatching(/^done/) })])
+        expect(found).toHaveLength(3)
+
+        expect(await so().fetch!(ctx, created.externalId)).toEqual(found.find((o) => o.externalId === created.externalId))
+        expect(await so().fetch!(ctx, '999999999')).toBeUndefined()
+        expect(await so().fetch!(ctx, 'SO-1')).toBeUndefined()
+      })
+
+      it('lists the sales created or written since a time page by page, each once, the never-written ones too', async () => {
+        const since = new Date(Date.now() - 2_000).toISOString()
+        const reference = randomUUID()
+        const created = await upsertTrytonSale.run(operation(reference), sale(reference, bigCode, [[demoData.widget.code, '1', '10.00']]), undefined)
+        const [draft] = await person.call<number[]>('sale.sale', 'create', [{ party: demoData.bigSpender.id, invoice_address: 4, shipment_address: 4, reference: `HAND-${run}` }])
+        const ids = await listAll(since, 2)
+        expect(ids.filter((id) => id === created.externalId)).toHaveLength(1)
+        expect(ids.filter((id) => id === String(draft))).toHaveLength(1)
+        // One page or many: the same sales (other test files may add theirs meanwhile).
+        const onePage = await listAll(since, 500)
+        for (const id of [created.externalId, String(draft)]) expect(onePage.filter((x) => x === id)).toHaveLength(1)
+        // Nothing before `since`.
+        expect(await listAll(new Date(Date.now() + 60_000).toISOString(), 10)).toEqual([])
+        await expect(so().listSince!(ctx, { cursor: 'not json', limit: 10 })).rejects.toMatchObject({ kind: 'bug' })
+      })
+
+      it('reads what each order\'s confirmed sale holds as its reservation: active, then shipped; released once cancelled; a quotation\'s quantities before', async () => {
+        const [held, cancelledRef, draftRef, noneRef] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()]
+        await upsertTrytonSale.run(operation(held), sale(held, bigCode, [[demoData.widget.code, '2', '10.00'], [demoData.gadget.code, '1', '250.00']]), undefined)
+        const cancelled = await upsertTrytonSale.run(operation(cancelledRef), sale(cancelledRef, bigCode, [[demoData.widget.code, '1', '10.00']]), undefined)
+        await tryton.salesOrders!.cancel!(operation(cancelledRef), cancelled)
+        await person.call('sale.sale', 'create', [
+          { party: demoData.bigSpender.id, invoice_address: 4, shipment_address: 4, reference: draftRef, lines: [['create', [{ type: 'line', product: 1, quantity: 3, unit: 1, unit_price: { __class__: 'Decimal', decimal: '10.00' } }]]] },
+        ])
+        const findMany = tryton.inventory!.findManyReservations!
+        const found = await findMany(ctx, [held, cancelledRef, draftRef, noneRef])
+        const lines = (widget: string) => expect.arrayContaining([{ lineId: expect.any(String), sku: demoData.widget.code, requested: widget, reserved: widget }, { lineId: expect.any(String), sku: demoData.gadget.code, requested: '1', reserved: '1' }])
+        expect(found).toEqual([
+          { externalId: `atp-${held}`, reference: held, status: 'active', lines: lines('2') },
+          { externalId: `atp-${cancelledRef}`, reference: cancelledRef, status: 'released', lines: [] },
+          { externalId: `atp-${draftRef}`, reference: draftRef, status: 'active', lines: [{ lineId: '1', sku: demoData.widget.code, requested: '3', reserved: '3' }] },
+        ])
+        // The same id and quantities findReservation answers.
+        expect(await tryton.inventory!.findReservation(ctx, held)).toEqual({ externalId: `atp-${held}`, lines: lines('2') })
+        await person.shipSale(held)
+        expect(await findMany(ctx, [held])).toEqual([{ externalId: `atp-${held}`, reference: held, status: 'shipped', lines: lines('2') }])
+      })
+
+      it('reads the invoices of our sales: posted or paid, the amount with tax, and what is paid so far', async () => {
+        const since = new Date(Date.now() - 2_000).toISOString()
+        const reference = randomUUID()
+        const created = await upsertTrytonSale.run(operation(reference), sale(reference, bigCode, [[demoData.widget.code, '2', '10.00']]), undefined)
+        // The draft invoice made at confirmation has no number yet: not an invoice to compare.
+        expect(await tryton.invoices!.list(ctx, { orderRefs: [reference] })).toEqual({ invoices: [], nextCursor: null })
+        await person.shipSale(reference)
+        const invoice = await person.postInvoice(reference)
+        await person.pay(invoice.id, '5.00')
+        const expected = { externalId: String(invoice.id), number: invoice.number, reference, salesOrderId: created.externalId, currency: 'USD', amount: '22.00', paid: '5.00', status: 'posted' }
+        expect(await tryton.invoices!.list(ctx, { orderRefs: [reference, randomUUID()] })).toEqual({ invoices: [expected], nextCursor: null })
+        await person.pay(invoice.id, '17.00')
+        expect((await tryton.invoices!.list(ctx, { orderRefs: [reference] })).invoices).toEqual([{ ...expected, paid: '22.00', status: 'paid' }])
+
+        const listed: RemoteInvoice[] = []
+        let cursor: string | null = null
+        for (let page = 0; page < 200 && (page === 0 || cursor !== null); page++) {
+          const answer: { invoices: RemoteInvoice[]; nextCursor: string | null } = await tryton.invoices!.list(ctx, { since, cursor, limit: 1 })
+          listed.push(...answer.invoices)
+          cursor = answer.nextCursor
+        }
+        expect(listed.filter((i) => i.externalId === String(invoice.id))).toEqual([{ ...expected, paid: '22.00', status: 'paid' }])
+      })
     })
   })
 }

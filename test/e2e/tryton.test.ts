@@ -5,7 +5,10 @@
  * paid, over JSON-RPC from the test as the warehouse and accounting would) comes back through the
  * poller and reaches the CRM. A customer over the credit limit waits for finance; a webhook
  * delivered twice, a create whose answer was lost and a restart mid-call each give one sale.
- * Skipped, with a message, when `TRYTON_ENV_JSON` is unset. Reconciliation is not covered here.
+ * A sale edited by hand in Tryton is found by a reconciliation run (`POST /api/v1/reconciliations`),
+ * which reports the lines and the total Tryton holds against the order's; a window run finds a sale
+ * entered by hand as an orphan and nothing else. Skipped, with a message, when `TRYTON_ENV_JSON` is
+ * unset.
  */
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -202,6 +205,76 @@ if (!env) {
       const sales = await person.saleByReference(created.id)
       expect(sales.map((s) => [String(s.id), s.state])).toEqual([[erpLink(created)?.externalId, 'processing']])
     }, 150_000)
+
+    type Discrepancy = { kind: string; orderId: string | null; connectionId: string; externalId: string | null; action: string; expected: any; actual: any }
+    type Run = { id: number; status: string; error: string | null; discrepancies: number; counts: { byKind: Record<string, number>; byAction: Record<string, number> }; progress: { ordersChecked: number; ordersSkipped: number; targetRecordsChecked: number }; discrepancyPage: { items: Discrepancy[] } }
+    /** Asks orderbridge for a reconciliation run over its HTTP API and waits for the worker to finish it. */
+    const reconcile = async (request: Record<string, unknown>): Promise<Run> => {
+      const posted = await stack.api('/api/v1/reconciliations', { method: 'POST', body: request })
+      expect(posted.status).toBe(202)
+      return stack.waitFor(async () => {
+        const run: Run = (await stack.api(`/api/v1/reconciliations/${posted.body.id}?limit=1000`)).body
+        return run.status === 'succeeded' || run.status === 'failed' ? run : undefined
+      }, `reconciliation run ${posted.body.id}`, 60_000)
+    }
+
+    it('finds a sale edited by hand in Tryton: a reconciliation run reports the lines and the total Tryton holds against the order\'s', async () => {
+      const document = order('TRY-EDIT', { id: bigSpender, name: 'Big Spender Ltd' }, [[products.widget.code, 2, '10.00'], [products.gadget.code, 1, '250.00']])
+      await stack.crm.send('order.created', document)
+      const created = await waitForOrder(document.order_id, 'pending_shipment', (o) => o.state === 'pending_shipment')
+      expect(created.total).toBe('270.00')
+      const [sale] = await person.saleByReference(created.id)
+      expect(sale).toMatchObject({ state: 'processing', untaxed_amount: '270.00' })
+
+      // Orderbridge and Tryton agree: nothing to report.
+      const clean = await reconcile({ orderIds: [created.id], connections: ['tryton'] })
+      expect(clean).toMatchObject({ status: 'succeeded', discrepancies: 0, progress: { ordersChecked: 1 } })
+
+      // Someone changes the confirmed sale by hand over Tryton's JSON-RPC API, which does not hold a
+      // processing sale's lines read-only as the client's form does: 4 widgets instead of 2, and the
+      // gadget at 240.00 instead of 250.00.
+      const lines = await person.saleLines(sale.lines)
+      const lineOf = (code: string) => lines.find((l) => l['product.'].code === code)!
+      await person.call('sale.line', 'write', [lineOf(products.widget.code).id], { quantity: 4 })
+      await person.call('sale.line', 'write', [lineOf(products.gadget.code).id], { unit_price: { __class__: 'Decimal', decimal: '240.00' } })
+      expect((await person.saleLines(sale.lines)).map((l) => [l['product.'].code, l.quantity, l.amount]).sort()).toEqual([
+        [products.gadget.code, 1, '240.00'],
+        [products.widget.code, 4, '40.00'],
+      ])
+
+      const run = await reconcile({ orderIds: [created.id], connections: ['tryton'] })
+      expect(run).toMatchObject({ status: 'succeeded', error: null, discrepancies: 2, progress: { ordersChecked: 1 } })
+      expect(run.counts.byKind).toMatchObject({ line_mismatch: 1, amount_mismatch: 1 })
+      // Money and lines wait for a person (the default policy): re-running the step cannot change a confirmed sale.
+      expect(run.counts.byAction).toMatchObject({ reported: 2 })
+      const found = (kind: string) => run.discrepancyPage.items.find((d) => d.kind === kind)
+      const where = { orderId: created.id, connectionId: 'tryton', externalId: String(sale.id), action: 'reported' }
+      expect(found('line_mismatch')).toMatchObject({
+        ...where,
+        expected: { lines: expect.arrayContaining([{ sku: products.widget.code, quantity: '2' }, { sku: products.gadget.code, quantity: '1' }]) },
+        actual: { lines: expect.arrayContaining([{ sku: products.widget.code, quantity: '4' }, { sku: products.gadget.code, quantity: '1' }]), differences: [{ sku: products.widget.code, expected: '2', actual: '4' }] },
+      })
+      expect(found('amount_mismatch')).toMatchObject({ ...where, expected: { total: '270.00', currency: 'USD' }, actual: { total: '280.00', currency: 'USD' } })
+      // The stock the sale holds did not change with the line: its moves were made at confirmation.
+      expect(run.discrepancyPage.items.map((d) => d.kind).sort()).toEqual(['amount_mismatch', 'line_mismatch'])
+    }, 90_000)
+
+    it('reconciles a window: this file\'s other orders agree with Tryton (shipped, invoiced, paid; refused at confirm), the edited sale drifts, and a sale entered by hand is an orphan', async () => {
+      // A sale someone entered in Tryton by hand, with a reference that names no order.
+      const [handMade] = await person.call<number[]>('sale.sale', 'create', [{ party: demoData.bigSpender.id, invoice_address: 4, shipment_address: 4, reference: `HAND-${run}`, description: 'phoned in' }])
+      const edited = (await orderOf(`TRY-EDIT-${run}`))?.id
+      const window = await reconcile({ since: '15m', connections: ['tryton'] })
+      expect(window).toMatchObject({ status: 'succeeded', error: null })
+      // The orders of this file's tests (the credit-refused one, whose ERP link waits for a person, is counted as skipped).
+      expect(window.progress.ordersChecked).toBeGreaterThanOrEqual(5)
+      expect(window.progress.targetRecordsChecked).toBeGreaterThan(0)
+      expect(window.discrepancyPage.items.filter((d) => d.orderId === edited).map((d) => d.kind).sort()).toEqual(['amount_mismatch', 'line_mismatch'])
+      expect(window.discrepancyPage.items.filter((d) => d.kind === 'orphan_in_target' && d.externalId === String(handMade))).toEqual([
+        expect.objectContaining({ orderId: null, connectionId: 'tryton', action: 'reported', actual: expect.objectContaining({ reference: `HAND-${run}`, status: 'draft' }) }),
+      ])
+      // Every other order of this file agrees with Tryton: sales, invoices and payments, and what each sale holds.
+      expect(window.discrepancyPage.items.filter((d) => d.orderId !== null && d.orderId !== edited)).toEqual([])
+    }, 90_000)
   })
 
   describe('the demo with Tryton (connectors/tryton/demo.ts)', () => {
