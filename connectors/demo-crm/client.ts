@@ -7,6 +7,7 @@ import { z } from 'zod'
 import {
   SyncFailure,
   createHttpClient,
+  webhookVerificationSchema,
   type ConnectorContext,
   type OrderStatusUpdate,
   type StockLevel,
@@ -20,12 +21,18 @@ export const settingsSchema = z.object({
     .optional()
     .describe('Base URL of the demo CRM API, e.g. http://127.0.0.1:4101; needed to write status, notes and stock back.'),
   timeoutMs: z.number().int().positive().default(10_000).describe('How long one request may take before it is abandoned, in milliseconds.'),
+  webhookVerification: webhookVerificationSchema
+    .optional()
+    .describe('How deliveries are signed: Standard Webhooks (the default, secret webhookSecret) or HubSpot\'s v3 signature ({ scheme: hubspot-v3, publicUrl }, secret hubspotClientSecret).'),
 })
 
-export const secretsSchema = z.object({
-  webhookSecret: z.string().startsWith('whsec_').describe('Standard Webhooks secret the CRM signs deliveries with'),
-  apiToken: z.string().min(1).optional().describe('API token for writeback, sent as `Authorization: Bearer <token>`.'),
-})
+export const secretsSchema = z
+  .object({
+    webhookSecret: z.string().startsWith('whsec_').optional().describe('Standard Webhooks secret the CRM signs deliveries with (`whsec_…`); needed unless webhookVerification chooses hubspot-v3.'),
+    hubspotClientSecret: z.string().min(1).optional().describe('The app\'s client secret the CRM signs HubSpot v3 signatures with; needed when webhookVerification is hubspot-v3.'),
+    apiToken: z.string().min(1).optional().describe('API token for writeback, sent as `Authorization: Bearer <token>`.'),
+  })
+  .refine((secrets) => secrets.webhookSecret !== undefined || secrets.hubspotClientSecret !== undefined, { message: 'give webhookSecret (Standard Webhooks) or hubspotClientSecret (HubSpot v3), so deliveries can be verified', path: ['webhookSecret'] })
 
 export type DemoCrmSettings = z.infer<typeof settingsSchema>
 export type DemoCrmSecrets = z.infer<typeof secretsSchema>

@@ -223,3 +223,24 @@ describe('check and classify', () => {
     expect(sim.statuses().find((entry) => entry.orderId === 'SO-5005')?.history).toHaveLength(1)
   })
 })
+
+describe('choosing HubSpot v3 signatures on a connection', () => {
+  const clientSecret = '5c1e2f7a-3b4d-4e8f-9a0b-1c2d3e4f5a6b'
+
+  it('takes webhookVerification hubspot-v3 with a public URL, and needs one of the two secrets', () => {
+    expect(settingsSchema.parse({ webhookVerification: { scheme: 'hubspot-v3', publicUrl: 'https://ob.example.com/webhooks/crm' } }).webhookVerification).toEqual({ scheme: 'hubspot-v3', publicUrl: 'https://ob.example.com/webhooks/crm' })
+    expect(settingsSchema.safeParse({ webhookVerification: { scheme: 'hubspot-v3', publicUrl: 'https://ob.example.com/webhooks/crm?x=1' } }).success).toBe(false)
+    expect(settingsSchema.safeParse({ webhookVerification: { scheme: 'hubspot-v2' } }).success).toBe(false)
+    expect(secretsSchema.safeParse({ hubspotClientSecret: clientSecret }).success).toBe(true)
+    expect(secretsSchema.safeParse({ apiToken }).error?.issues.map((i) => i.path.join('.'))).toEqual(['webhookSecret'])
+  })
+
+  it('fails check() as config when the chosen scheme has no secret', async () => {
+    const hubspot = { ...context({ baseUrl: null }), settings: settingsSchema.parse({ webhookVerification: { scheme: 'hubspot-v3' } }), secrets: secretsSchema.parse({ webhookSecret }) }
+    const failure = await failureOf(demoCrm.check(hubspot), hubspot)
+    expect(failure).toMatchObject({ kind: 'config', message: 'webhookVerification is hubspot-v3 but the secret hubspotClientSecret is not set' })
+    await demoCrm.check({ ...hubspot, secrets: secretsSchema.parse({ hubspotClientSecret: clientSecret }) })
+    const standard = { ...context({ baseUrl: null }), secrets: secretsSchema.parse({ hubspotClientSecret: clientSecret }) }
+    expect((await failureOf(demoCrm.check(standard), standard)).kind).toBe('config')
+  })
+})

@@ -1,11 +1,13 @@
 /**
- * The demo CRM: a source of Standard Webhooks deliveries of `{type, data}`, where data is the CRM's
+ * The demo CRM: a source of signed webhook deliveries of `{type, data}` (Standard Webhooks, or
+ * HubSpot's v3 signature when the connection's `webhookVerification` says so), where data is the CRM's
  * own order document (or, for `order.approval`, its approval decision), and a target for status,
  * notes and stock levels written back over its REST API. Validation here is structural (types,
  * required fields); the mapping decides what an order's fields mean.
  */
 import { z } from 'zod'
 import {
+  SyncFailure,
   classifyHttpError,
   defineConnector,
   inboundEventTypes,
@@ -107,6 +109,11 @@ export const demoCrm = defineConnector({
   },
   // A push-only connection (no baseUrl) has nothing to call; /health is open, so the token is proved apart.
   check: async (ctx) => {
+    // The secret the chosen signature scheme needs; without it every delivery would be refused.
+    const hubspot = ctx.settings.webhookVerification?.scheme === 'hubspot-v3'
+    if (hubspot ? !ctx.secrets.hubspotClientSecret : !ctx.secrets.webhookSecret) {
+      throw new SyncFailure('config', hubspot ? 'webhookVerification is hubspot-v3 but the secret hubspotClientSecret is not set' : 'the secret webhookSecret is not set (or choose webhookVerification hubspot-v3 with hubspotClientSecret)', { connectorId: demoCrmConnectorId })
+    }
     if (ctx.settings.baseUrl === undefined) return
     const client = demoCrmClient(ctx)
     await client.health()
@@ -114,6 +121,7 @@ export const demoCrm = defineConnector({
   },
   classify: (err) => classifyHttpError(err, demoCrmConnectorId),
   webhooks: {
+    // The default; a connection's `webhookVerification` setting may choose HubSpot's v3 signature instead.
     verification: 'standard-webhooks',
     bodySchema: demoCrmWebhookSchema,
     toEvent: demoCrmEventToInbound,

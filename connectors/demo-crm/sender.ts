@@ -1,10 +1,10 @@
 /**
  * The demo CRM's sending side: builds sample orders and delivers them (and approval decisions) as
- * signed Standard Webhooks over real HTTP, retrying like a CRM would. Used by `orderbridge demo send`,
- * the CRM simulator and tests.
+ * signed Standard Webhooks (or with HubSpot's v3 signature) over real HTTP, retrying like a CRM
+ * would. Used by `orderbridge demo send`, the CRM simulator and tests.
  */
 import { randomUUID } from 'node:crypto'
-import { signStandardWebhook } from '../../src/connector-kit/index.ts'
+import { signHubSpotV3, signStandardWebhook } from '../../src/connector-kit/index.ts'
 import type { DemoCrmApproval, DemoCrmOrder, DemoCrmWebhook } from './index.ts'
 
 export interface DeliveryResult {
@@ -42,13 +42,26 @@ export interface DemoCrmSender {
   sendApproval(approval: DemoCrmApproval, webhookId?: string): Promise<DeliveryResult>
 }
 
-export function createDemoCrmSender(options: { webhookUrl: string; secret: string; retries?: number }): DemoCrmSender {
+export interface DemoCrmSenderOptions {
+  webhookUrl: string
+  /** The Standard Webhooks secret (`whsec_…`), or with `signature: 'hubspot-v3'` the client secret. */
+  secret: string
+  retries?: number
+  /** How deliveries are signed: Standard Webhooks (default), or HubSpot's v3 signature over `webhookUrl`. */
+  signature?: 'standard-webhooks' | 'hubspot-v3'
+}
+
+export function createDemoCrmSender(options: DemoCrmSenderOptions): DemoCrmSender {
   const retries = options.retries ?? 5
+  const sign = (webhookId: string, body: string): Record<string, string> =>
+    options.signature === 'hubspot-v3'
+      ? { ...signHubSpotV3(options.secret, { method: 'POST', uri: options.webhookUrl, body }, Date.now()) }
+      : { ...signStandardWebhook(options.secret, webhookId, Math.floor(Date.now() / 1000), body) }
   async function deliver(event: DemoCrmWebhook, webhookId: string): Promise<DeliveryResult> {
     const body = JSON.stringify(event)
     for (let attempt = 0; ; attempt++) {
       // Each attempt is signed afresh: the timestamp must stay inside the receiver's window.
-      const headers = signStandardWebhook(options.secret, webhookId, Math.floor(Date.now() / 1000), body)
+      const headers = sign(webhookId, body)
       try {
         const response = await fetch(options.webhookUrl, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body })
         const answer = { status: response.status, body: await response.json().catch(() => null) }

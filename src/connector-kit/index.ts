@@ -16,7 +16,18 @@ export {
   type HttpExchange,
   type ExchangeRecordOptions,
 } from './http-client.ts'
-export { signStandardWebhook, verifyStandardWebhook, type WebhookHeaders } from './standard-webhooks.ts'
+export {
+  signStandardWebhook,
+  verifyStandardWebhook,
+  verifyWebhookSignature,
+  webhookVerificationSchema,
+  signedUriOf,
+  type WebhookHeaders,
+  type WebhookVerification,
+  type SignedDelivery,
+  type DeliveryVerifyResult,
+} from './standard-webhooks.ts'
+export { signHubSpotV3, verifyHubSpotV3, hubSpotSignedUri, hubSpotToleranceMs, bodyDeliveryId, type HubSpotRequest, type HubSpotSignatureHeaders, type HubSpotVerifyResult } from './hubspot-signatures.ts'
 export { addDecimals, compareDecimals, isDecimalString, multiplyDecimals, roundDecimal, subtractDecimals, trimDecimal } from '../shared/decimal.ts'
 export * from './xml.ts'
 export * from './session-cache.ts'

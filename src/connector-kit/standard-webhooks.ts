@@ -1,4 +1,6 @@
 import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto'
+import { z } from 'zod'
+import { bodyDeliveryId, verifyHubSpotV3 } from './hubspot-signatures.ts'
 
 /**
  * Standard Webhooks (standardwebhooks.com): HMAC-SHA256 over `id.timestamp.body`, keyed with the
@@ -70,4 +72,75 @@ export function verifyStandardWebhook(
     if (given.length === expected.length && timingSafeEqual(given, expected)) return { ok: true }
   }
   return { ok: false, reason: 'no webhook-signature entry matches' }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which scheme a connection verifies with: Standard Webhooks, or HubSpot's v3 signature.
+
+/**
+ * The `webhookVerification` setting of a connection whose connector takes `webhooks`: which signature
+ * its deliveries carry. Standard Webhooks (the default) uses the secret `webhookSecret`; HubSpot's v3
+ * signature (hubspot-signatures.ts) uses the secret `hubspotClientSecret`. A connector offers the
+ * choice by putting this schema in its settings schema under `webhookVerification`.
+ *
+ * @example
+ * export const settingsSchema = z.object({ baseUrl: z.url(), webhookVerification: webhookVerificationSchema.optional() })
+ */
+export const webhookVerificationSchema = z.discriminatedUnion('scheme', [
+  z.object({ scheme: z.literal('standard-webhooks') }).describe('Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature; secret webhookSecret'),
+  z
+    .object({
+      scheme: z.literal('hubspot-v3'),
+      publicUrl: z
+        .url({ protocol: /^https?$/ })
+        .refine((url) => !url.includes('?') && !url.includes('#'), 'the URL without a query string: the query of each request is appended as it arrives')
+        .optional()
+        .describe(
+          'The URL the sender posts to, as configured there (e.g. https://orderbridge.example.com/webhooks/hubspot-crm): HubSpot signs the URL it called. Needed behind a proxy or TLS terminator; without it the URL is rebuilt from the request (its protocol and Host header).',
+        ),
+    })
+    .describe('HubSpot v3: X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp (ms, at most 5 minutes old); secret hubspotClientSecret'),
+])
+export type WebhookVerification = z.infer<typeof webhookVerificationSchema>
+
+/** One delivery as the ingest route received it, before anything was parsed. */
+export interface SignedDelivery {
+  method: string
+  /** The path and query as received (`/webhooks/crm?x=1`), still escaped. */
+  url: string
+  /** `protocol://host` as this server saw it, for a URI rebuilt without `publicUrl`. */
+  origin: string
+  headers: Readonly<Record<string, string | string[] | undefined>>
+  body: Buffer
+}
+
+/** Verified: the id the inbox deduplicates the delivery by. Refused: why, safe to answer the sender. */
+export type DeliveryVerifyResult = { ok: true; deliveryId: string } | { ok: false; reason: string }
+
+/** The URI a HubSpot-style sender signed: the configured public URL with the request's query, or the request's own URL. */
+export function signedUriOf(choice: Extract<WebhookVerification, { scheme: 'hubspot-v3' }>, delivery: Pick<SignedDelivery, 'url' | 'origin'>): string {
+  if (!choice.publicUrl) return `${delivery.origin}${delivery.url}`
+  const query = delivery.url.indexOf('?')
+  return query === -1 ? choice.publicUrl : `${choice.publicUrl}${delivery.url.slice(query)}`
+}
+
+/**
+ * Verifies a delivery with the scheme the connection's settings choose (`webhookVerification`; Standard
+ * Webhooks when unset). A Standard Webhooks delivery is known by its `webhook-id`; a HubSpot-signed
+ * one, which carries no id, by its body's hash.
+ */
+export function verifyWebhookSignature(
+  choice: WebhookVerification | undefined,
+  secrets: { webhookSecret?: string | undefined; hubspotClientSecret?: string | undefined },
+  delivery: SignedDelivery,
+  options: { nowMs?: number } = {},
+): DeliveryVerifyResult {
+  if (choice?.scheme === 'hubspot-v3') {
+    if (!secrets.hubspotClientSecret) return { ok: false, reason: 'this connection verifies HubSpot v3 signatures but has no hubspotClientSecret configured, so no delivery can be verified' }
+    const verified = verifyHubSpotV3(secrets.hubspotClientSecret, { method: delivery.method, uri: signedUriOf(choice, delivery), body: delivery.body }, delivery.headers, options.nowMs !== undefined ? { nowMs: options.nowMs } : {})
+    return verified.ok ? { ok: true, deliveryId: bodyDeliveryId('hubspot-v3', delivery.body) } : verified
+  }
+  if (!secrets.webhookSecret) return { ok: false, reason: 'this connection has no webhookSecret configured, so no delivery can be verified' }
+  const verified = verifyStandardWebhook(secrets.webhookSecret, delivery.headers as Record<string, string>, delivery.body, options.nowMs !== undefined ? { nowSeconds: Math.floor(options.nowMs / 1000) } : {})
+  return verified.ok ? { ok: true, deliveryId: delivery.headers['webhook-id'] as string } : verified
 }

@@ -6,7 +6,7 @@
  * `receive()` that verifies and parses the raw body, and the answers the vendor expects.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import { verifyStandardWebhook, WebhookRejected, type CustomWebhookCapability, type ReceivedDelivery } from '../connector-kit/index.ts'
+import { verifyWebhookSignature, WebhookRejected, type CustomWebhookCapability, type ReceivedDelivery, type WebhookVerification } from '../connector-kit/index.ts'
 import type { Database } from '../db/database.ts'
 import type { Connection, ConnectionRegistry } from '../connections/connection-registry.ts'
 import { issuesOf } from '../shared/field-issues.ts'
@@ -100,14 +100,21 @@ export const ingestRoutes: FastifyPluginAsync<IngestDeps> = async (app, deps) =>
     if (!connection || !webhooks) {
       return reject(reply, { connectionId, httpStatus: 404, code: 'unknown_connection', message: `no connection "${connectionId}" accepts webhooks` })
     }
-    const eventId = typeof req.headers['webhook-id'] === 'string' ? req.headers['webhook-id'] : undefined
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0)
-    const { webhookSecret } = connection.secrets as { webhookSecret?: string }
-    if (!webhookSecret) {
-      return reject(reply, { connectionId, eventId, httpStatus: 401, code: 'invalid_signature', message: `connection "${connectionId}" has no webhookSecret configured, so no delivery can be verified` })
+    // Standard Webhooks unless the connection's settings choose another scheme (HubSpot's v3 signature).
+    const { webhookVerification } = connection.settings as { webhookVerification?: WebhookVerification }
+    const verified = verifyWebhookSignature(webhookVerification, connection.secrets as { webhookSecret?: string; hubspotClientSecret?: string }, {
+      method: req.method,
+      url: req.url,
+      origin: `${req.protocol}://${req.host}`,
+      headers: req.headers,
+      body: raw,
+    })
+    if (!verified.ok) {
+      const claimed = typeof req.headers['webhook-id'] === 'string' ? req.headers['webhook-id'] : undefined
+      return reject(reply, { connectionId, eventId: claimed, httpStatus: 401, code: 'invalid_signature', message: verified.reason })
     }
-    const verified = verifyStandardWebhook(webhookSecret, req.headers as Record<string, string>, raw)
-    if (!verified.ok) return reject(reply, { connectionId, eventId, httpStatus: 401, code: 'invalid_signature', message: verified.reason })
+    const eventId = verified.deliveryId
 
     const contentType = req.headers['content-type'] ?? ''
     if (!jsonContentType.test(contentType)) {
@@ -124,7 +131,7 @@ export const ingestRoutes: FastifyPluginAsync<IngestDeps> = async (app, deps) =>
       return reject(reply, { connectionId, eventId, httpStatus: 422, code: 'validation_failed', message: 'the document does not match what this connection accepts', details: issuesOf(body.error), body: raw.toString('utf8') })
     }
     const event = webhooks.toEvent(body.data)
-    const outcome = await deps.inbox.write({ connectionId, eventId: eventId!, ...event })
+    const outcome = await deps.inbox.write({ connectionId, eventId, ...event })
     req.log.info({ connectionId, eventId, inboxId: outcome.inboxId, duplicate: outcome.duplicate }, 'webhook accepted')
     return reply
       .code(outcome.duplicate ? 200 : 202)
