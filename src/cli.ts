@@ -1,18 +1,19 @@
 /**
- * The `orderbridge` command: process modes (all, api, worker, migrate), the demo simulators,
- * `demo send`, and the offline `mappings` commands. Parses arguments and hands over; owns signals and exit codes.
+ * The `orderbridge` command: process modes (all, api, worker, migrate), the demo simulators, `demo`
+ * (the default demo, or chosen connectors: src/cli/demo-start.ts), `demo send`, and the offline `mappings` commands. Parses arguments and hands over; owns signals and exit codes.
  */
 import { parseArgs } from 'node:util'
-import { ConfigError, loadEnv } from './config.ts'
+import { ConfigError, loadEnv, type Env } from './config.ts'
 import { migrate } from './db/migrate.ts'
 import { RedisUnavailable } from './queue/redis-bootstrap.ts'
 import { openStorage, startOrderbridge, type Mode } from './server.ts'
 import { runDemoSend } from './cli/demo-send.ts'
-import { runTrytonDemo } from './cli/demo-tryton.ts'
+import { parseDemoArgs, startChosenDemo } from './cli/demo-start.ts'
 import { reconcileUsage, runReconcileCommand } from './cli/reconcile-command.ts'
 import { runMappingsCommand } from './cli/mappings-command.ts'
 import { runConnectorsCommand } from './cli/connectors-command.ts'
 import { loadOrCreateCredentials } from './demo/demo-credentials.ts'
+import { DemoChoiceError, crmChoiceIds, erpChoiceIds, wmsChoiceIds } from './demo/demo-choices.ts'
 import { startDemoSimulators } from './demo/demo-environment.ts'
 
 const usage = `orderbridge — order-collaboration middleware
@@ -23,10 +24,12 @@ usage:
   orderbridge worker         the queue workers only
   orderbridge migrate        apply database migrations and exit
   orderbridge simulators     run the demo ERP and WMS simulators (ports 4103, 4102)
+  orderbridge demo           the demo in one process, as \`npm start\` runs it (demo CRM, demo ERP, demo WMS)
+  orderbridge demo --crm ${crmChoiceIds.join('|')} --erp ${erpChoiceIds.join('|')} [--wms ${wmsChoiceIds.join('|')}]
+                             the demo with the chosen connectors, each against its simulator (tryton: a live
+                             Tryton, as ERP and inventory: [--tryton-env FILE] [--no-clerk], see connectors/tryton/README.md)
   orderbridge demo send [--orders N] [--url URL] [--concurrency N] [--timeout SECONDS] [--until synced|completed]
-                             push N demo CRM orders and wait until they are synced
-  orderbridge demo --erp tryton [--tryton-env FILE] [--no-clerk]
-                             the demo with a live Tryton as ERP and inventory (see connectors/tryton/README.md)
+                             have the demo's CRM send N orders and wait until they are synced
   orderbridge mappings validate [files...]
                              check mapping files (all of ./mappings by default)
   orderbridge mappings preview <id> <document.json> [--lookups lookups.json]
@@ -93,14 +96,17 @@ async function main(argv: string[]): Promise<void> {
     onSignals(() => sims.close(), env.ORDERBRIDGE_SHUTDOWN_TIMEOUT_MS)
     return
   }
+  if (command === 'demo' && rest.length === 0) return startProcess('all', { ...env, ORDERBRIDGE_CONFIG: undefined })
+  if (command === 'demo' && rest[0]?.startsWith('--')) {
+    const { choices, tryton } = parseDemoArgs(rest)
+    const demo = await startChosenDemo(env, choices, { tryton })
+    onSignals(demo.close, env.ORDERBRIDGE_SHUTDOWN_TIMEOUT_MS)
+    // Printed, not logged: the operator's start-up banner (it holds the admin key).
+    console.log(demo.banner().join('\n'))
+    return
+  }
   if (command === 'demo') {
     const [sub, ...args] = rest
-    if (sub?.startsWith('--erp')) {
-      const demo = await runTrytonDemo(env, rest)
-      onSignals(demo.close, env.ORDERBRIDGE_SHUTDOWN_TIMEOUT_MS)
-      console.log(`orderbridge demo with Tryton ${demo.trytonUrl} on ${demo.url}\nadmin key: ${demo.adminKey}\ntry: npx orderbridge demo send --orders 10 --until completed`)
-      return
-    }
     if (sub !== 'send') fail(`unknown demo command "${sub ?? ''}"\n\n${usage}`)
     const { values } = parseArgs({
       args,
@@ -127,8 +133,12 @@ async function main(argv: string[]): Promise<void> {
     return
   }
   if (!['all', 'api', 'worker'].includes(command)) fail(`unknown command "${command}"\n\n${usage}`)
+  await startProcess(command as Mode, env)
+}
 
-  const running = await startOrderbridge({ mode: command as Mode, env })
+/** A process mode; `all` without ORDERBRIDGE_CONFIG is the default demo. */
+async function startProcess(command: Mode, env: Env): Promise<void> {
+  const running = await startOrderbridge({ mode: command, env })
   onSignals(running.close, env.ORDERBRIDGE_SHUTDOWN_TIMEOUT_MS)
   const lines = [`orderbridge ${command} mode, storage: ${running.db.engine === 'pglite' ? `PGlite in ${env.ORDERBRIDGE_DATA_DIR}` : 'PostgreSQL'}`]
   if (running.url) lines.push(`listening on ${running.url}  (ops: ${running.url}/admin/queues, health: ${running.url}/readyz)`)
@@ -147,6 +157,7 @@ async function main(argv: string[]): Promise<void> {
 main(process.argv.slice(2)).catch((err: unknown) => {
   if (err instanceof ConfigError) fail(err.message)
   if (err instanceof RedisUnavailable) fail(err.message)
+  if (err instanceof DemoChoiceError) fail(err.message)
   console.error(err)
   process.exit(1)
 })

@@ -1,13 +1,17 @@
 /**
- * `orderbridge demo send`: pushes sample orders through the demo CRM's webhook sender to a
- * running orderbridge and follows the change feed, showing how many orders are in each state,
- * until every one has reached the ERP (or, with `--until completed`, has been shipped, delivered
- * and paid) or has failed.
+ * `orderbridge demo send`: pushes sample orders to a running orderbridge and follows the change
+ * feed, showing how many orders are in each state, until every one has reached the ERP (or, with
+ * `--until completed`, has been shipped, delivered and paid) or has failed. The orders go in through
+ * the CRM the demo runs with: when the data folder records a demo started with `--crm` (demo-run.json)
+ * and its order desk answers, that CRM creates and delivers them in its own format; otherwise the demo
+ * CRM's webhook sender signs and posts them here.
  */
 import { randomBytes } from 'node:crypto'
-import { createDemoCrmSender, sampleOrder } from '../../connectors/demo-crm/sender.ts'
+import { createDemoCrmSender } from '../../connectors/demo-crm/sender.ts'
 import type { Env } from '../config.ts'
+import { deliverDemoCrmOrders, type DeliveredOrder, type DemoOrderRequest } from '../demo/demo-choices.ts'
 import { readStoredCredentials } from '../demo/demo-credentials.ts'
+import { demoDeskClient, readDemoRun } from '../demo/demo-desk.ts'
 
 export interface DemoSendOptions {
   orders: number
@@ -33,11 +37,35 @@ export interface DemoSendSummary {
 const inErp = new Set(['pending_shipment', 'shipped', 'delivered', 'completed'])
 const final = new Set(['completed', 'rejected', 'cancelled'])
 
+/** How the orders get in: a CRM that creates and delivers them, a batch at a time. */
+interface OrderSource {
+  describe: string
+  batchSize: number
+  deliver(orders: readonly DemoOrderRequest[]): Promise<DeliveredOrder[]>
+}
+
+const loopback = new Set(['127.0.0.1', 'localhost', '[::1]', '0.0.0.0'])
+function sameServer(a: string, b: string): boolean {
+  const [x, y] = [new URL(a), new URL(b)]
+  return x.port === y.port && (x.hostname === y.hostname || (loopback.has(x.hostname) && loopback.has(y.hostname)))
+}
+
+async function orderSource(env: Env, options: DemoSendOptions): Promise<OrderSource> {
+  const run = readDemoRun(env.ORDERBRIDGE_DATA_DIR)
+  if (run && sameServer(run.api, options.url)) {
+    const desk = demoDeskClient(run)
+    if (await desk.answers()) return { describe: `the ${run.crm} CRM (connection ${run.connection})`, batchSize: 20, deliver: (orders) => desk.deliver(orders) }
+    options.progress(`the demo recorded in ${env.ORDERBRIDGE_DATA_DIR}/demo-run.json is not running; sending through the demo CRM's webhook`)
+  }
+  const secret = env.ORDERBRIDGE_DEMO_WEBHOOK_SECRET ?? readStoredCredentials(env.ORDERBRIDGE_DATA_DIR)?.demoWebhookSecret
+  if (!secret) throw new Error(`no credentials: set ORDERBRIDGE_ADMIN_KEY and ORDERBRIDGE_DEMO_WEBHOOK_SECRET, or run from the folder whose ${env.ORDERBRIDGE_DATA_DIR} the server uses`)
+  const sender = createDemoCrmSender({ webhookUrl: `${options.url}/webhooks/demo-crm`, secret })
+  return { describe: 'the demo CRM', batchSize: 1, deliver: (orders) => deliverDemoCrmOrders(sender, orders) }
+}
+
 export async function runDemoSend(env: Env, options: DemoSendOptions): Promise<DemoSendSummary> {
-  const stored = readStoredCredentials(env.ORDERBRIDGE_DATA_DIR)
-  const adminKey = env.ORDERBRIDGE_ADMIN_KEY ?? stored?.adminKey
-  const secret = env.ORDERBRIDGE_DEMO_WEBHOOK_SECRET ?? stored?.demoWebhookSecret
-  if (!adminKey || !secret) throw new Error(`no credentials: set ORDERBRIDGE_ADMIN_KEY and ORDERBRIDGE_DEMO_WEBHOOK_SECRET, or run from the folder whose ${env.ORDERBRIDGE_DATA_DIR} the server uses`)
+  const adminKey = env.ORDERBRIDGE_ADMIN_KEY ?? readStoredCredentials(env.ORDERBRIDGE_DATA_DIR)?.adminKey
+  if (!adminKey) throw new Error(`no credentials: set ORDERBRIDGE_ADMIN_KEY and ORDERBRIDGE_DEMO_WEBHOOK_SECRET, or run from the folder whose ${env.ORDERBRIDGE_DATA_DIR} the server uses`)
   const api = async (path: string) => {
     const response = await fetch(`${options.url}/api/v1${path}`, { headers: { authorization: `Bearer ${adminKey}` } })
     if (!response.ok) throw new Error(`GET ${path} answered ${response.status}: ${await response.text()}`)
@@ -46,7 +74,7 @@ export async function runDemoSend(env: Env, options: DemoSendOptions): Promise<D
 
   const started = Date.now()
   let cursor = (await api('/changes?limit=1')).head
-  const sender = createDemoCrmSender({ webhookUrl: `${options.url}/webhooks/demo-crm`, secret })
+  const source = await orderSource(env, options)
   const run = randomBytes(3).toString('hex')
   const externalIds = new Set<string>()
   let rejected = 0
@@ -54,15 +82,19 @@ export async function runDemoSend(env: Env, options: DemoSendOptions): Promise<D
   await Promise.all(
     Array.from({ length: Math.max(1, options.concurrency) }, async () => {
       while (next < options.orders) {
-        const n = next++
-        const order = sampleOrder(n, `SO-${run}-${n + 1}`)
-        const answer = await sender.send('order.created', order)
-        if (answer.status === 202 || answer.status === 200) externalIds.add(order.order_id)
-        else rejected++
+        const batch: DemoOrderRequest[] = []
+        while (batch.length < source.batchSize && next < options.orders) {
+          const n = next++
+          batch.push({ n, name: `SO-${run}-${n + 1}` })
+        }
+        for (const delivered of await source.deliver(batch)) {
+          if (delivered.accepted) externalIds.add(delivered.externalId)
+          else rejected++
+        }
       }
     }),
   )
-  options.progress(`sent ${externalIds.size} orders (${rejected} rejected) in ${Date.now() - started} ms; following them until ${options.until === 'completed' ? 'they are delivered and paid' : 'the ERP has them'}`)
+  options.progress(`sent ${externalIds.size} orders through ${source.describe} (${rejected} rejected) in ${Date.now() - started} ms; following them until ${options.until === 'completed' ? 'they are delivered and paid' : 'the ERP has them'}`)
 
   // Follow the feed: order.created tells which order ids are ours, state changes and failures settle them.
   const ours = new Set<string>()

@@ -1,10 +1,11 @@
 /**
  * The demo: simulators for the ERP and the WMS on loopback (real HTTP), and the configuration
  * that connects them with the demo CRM source. The demo CRM's simulator starts once the API
- * listens (server.ts), since it pushes its webhooks there.
+ * listens (server.ts), since it pushes its webhooks there. Each system has its own starter and
+ * connection here, so `orderbridge demo --crm … --erp … --wms …` (demo-choices.ts) reuses them.
  */
-import { startErpSimulator } from '../../connectors/generic-rest/simulator.ts'
-import { startWmsSimulator } from '../../connectors/demo-wms/simulator.ts'
+import { startErpSimulator, type ErpSimulator } from '../../connectors/generic-rest/simulator.ts'
+import { startWmsSimulator, type WmsSimulator } from '../../connectors/demo-wms/simulator.ts'
 import type { FileConfig } from '../config.ts'
 import { freePort } from '../shared/free-port.ts'
 import type { DemoCredentials } from './demo-credentials.ts'
@@ -20,6 +21,34 @@ export interface DemoSimulators {
   close(): Promise<void>
 }
 
+interface SimulatorOptions {
+  port?: number
+  host?: string
+  /** Behave like the real system over time (see startDemoSimulators). */
+  lifelike?: boolean
+}
+
+/** The demo ERP (generic REST): with `lifelike`, it invoices its sales orders after 4 s and the customer pays after 6 s. */
+export function startDemoErp(credentials: DemoCredentials, options: SimulatorOptions = {}): Promise<ErpSimulator> {
+  return startErpSimulator({
+    port: options.port ?? 0,
+    host: options.host,
+    apiToken: credentials.demoErpToken,
+    ...(options.lifelike ? { autoInvoiceAfterMs: 4_000, autoPayAfterMs: 6_000 } : {}),
+  })
+}
+
+/** The demo WMS: with `lifelike`, it ships 3 s after reserving and delivers 5 s after shipping. */
+export function startDemoWms(credentials: DemoCredentials, options: SimulatorOptions = {}): Promise<WmsSimulator> {
+  return startWmsSimulator({
+    port: options.port ?? 0,
+    host: options.host,
+    apiToken: credentials.demoWmsToken,
+    announceReservations: true,
+    ...(options.lifelike ? { autoShipAfterMs: 3_000, autoDeliverAfterMs: 5_000 } : {}),
+  })
+}
+
 /**
  * The demo's simulators. `lifelike` makes them behave like the real systems do over time: the
  * warehouse ships a few seconds after reserving and delivers after that, the ERP invoices its sales
@@ -27,19 +56,8 @@ export interface DemoSimulators {
  */
 export async function startDemoSimulators(credentials: DemoCredentials, options: { erp?: number; wms?: number; host?: string; lifelike?: boolean } = {}): Promise<DemoSimulators> {
   const lifelike = options.lifelike ?? false
-  const erp = await startErpSimulator({
-    port: options.erp ?? 0,
-    host: options.host,
-    apiToken: credentials.demoErpToken,
-    ...(lifelike ? { autoInvoiceAfterMs: 4_000, autoPayAfterMs: 6_000 } : {}),
-  })
-  const wms = await startWmsSimulator({
-    port: options.wms ?? 0,
-    host: options.host,
-    apiToken: credentials.demoWmsToken,
-    announceReservations: true,
-    ...(lifelike ? { autoShipAfterMs: 3_000, autoDeliverAfterMs: 5_000 } : {}),
-  })
+  const erp = await startDemoErp(credentials, { port: options.erp, host: options.host, lifelike })
+  const wms = await startDemoWms(credentials, { port: options.wms, host: options.host, lifelike })
   const crmPort = await freePort()
   return {
     erpUrl: erp.url,
@@ -56,31 +74,43 @@ export async function startDemoSimulators(credentials: DemoCredentials, options:
   }
 }
 
+type ConnectionInput = FileConfig['connections'][number]
+
+/** The demo CRM: pushes orders, and takes their status back when it has a `crmUrl`. */
+export function demoCrmConnection(credentials: DemoCredentials, crmUrl?: string): ConnectionInput {
+  return {
+    id: 'demo-crm',
+    connector: 'demo-crm',
+    settings: crmUrl ? { baseUrl: crmUrl } : {},
+    secrets: { webhookSecret: credentials.demoWebhookSecret },
+    mappings: { inbound: 'demo-crm.to-canonical.order' },
+  }
+}
+
+/** The demo WMS: reserves and ships, and signs its events with the demo webhook secret. */
+export function demoWmsConnection(credentials: DemoCredentials, wmsUrl: string): ConnectionInput {
+  return { id: 'demo-wms', connector: 'demo-wms', settings: { baseUrl: wmsUrl }, secrets: { apiToken: credentials.demoWmsToken, webhookSecret: credentials.demoWebhookSecret }, mappings: {} }
+}
+
+/** The demo ERP (generic REST): takes sales orders, reports credit, invoices; signs its events with the demo webhook secret. */
+export function demoErpConnection(credentials: DemoCredentials, erpUrl: string): ConnectionInput {
+  return {
+    id: 'demo-erp',
+    connector: 'generic-rest',
+    settings: { baseUrl: erpUrl },
+    secrets: { apiToken: credentials.demoErpToken, webhookSecret: credentials.demoWebhookSecret },
+    mappings: { salesOrder: 'canonical.to-demo-erp.sales-order' },
+  }
+}
+
 /**
  * The demo's connections: the demo CRM pushes orders and takes their status back (at `crmUrl`),
  * the demo WMS reserves and ships, the demo ERP takes sales orders, reports credit and invoices.
  * The WMS and the ERP sign their events with the demo webhook secret too.
  */
 export function demoConfig(credentials: DemoCredentials, urls: { erpUrl: string; wmsUrl: string; crmUrl?: string }): FileConfig {
-  const eventSecret = { webhookSecret: credentials.demoWebhookSecret }
   return {
-    connections: [
-      {
-        id: 'demo-crm',
-        connector: 'demo-crm',
-        settings: urls.crmUrl ? { baseUrl: urls.crmUrl } : {},
-        secrets: eventSecret,
-        mappings: { inbound: 'demo-crm.to-canonical.order' },
-      },
-      { id: 'demo-wms', connector: 'demo-wms', settings: { baseUrl: urls.wmsUrl }, secrets: { apiToken: credentials.demoWmsToken, ...eventSecret }, mappings: {} },
-      {
-        id: 'demo-erp',
-        connector: 'generic-rest',
-        settings: { baseUrl: urls.erpUrl },
-        secrets: { apiToken: credentials.demoErpToken, ...eventSecret },
-        mappings: { salesOrder: 'canonical.to-demo-erp.sales-order' },
-      },
-    ],
+    connections: [demoCrmConnection(credentials, urls.crmUrl), demoWmsConnection(credentials, urls.wmsUrl), demoErpConnection(credentials, urls.erpUrl)],
     pipeline: { erp: 'demo-erp', inventory: 'demo-wms' },
   }
 }
