@@ -5,6 +5,8 @@
  * check). Pure: no I/O.
  */
 
+import { addDecimals as kitAddDecimals, compareDecimals, isDecimalString, subtractDecimals, trimDecimal as kitTrimDecimal } from '../../src/connector-kit/index.ts'
+
 /** A value as Tryton's JSON-RPC takes it. */
 export type Encoded = null | boolean | number | string | Encoded[] | { [key: string]: Encoded }
 
@@ -15,7 +17,7 @@ export type TrytonDecimal = {
 
 /** `{"__class__": "Decimal", "decimal": "10.00"}` */
 export function decimal(value: string): TrytonDecimal {
-  if (!isDecimal(value)) throw new RangeError(`"${value}" is not a decimal`)
+  if (!isDecimalString(value)) throw new RangeError(`"${value}" is not a decimal`)
   return { __class__: 'Decimal', decimal: value }
 }
 
@@ -77,52 +79,22 @@ export function decode(value: unknown): unknown {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Exact decimals (strings), for money and quantities.
+// Exact decimals (strings), for money and quantities: the kit's arithmetic, summed variadically here.
 
-const decimalPattern = /^-?\d+(\.\d+)?$/
-
-export function isDecimal(value: string): boolean {
-  return decimalPattern.test(value)
-}
-
-function scaled(value: string): { units: bigint; scale: number } {
-  if (!decimalPattern.test(value)) throw new RangeError(`"${value}" is not a decimal`)
-  const negative = value.startsWith('-')
-  const [whole = '0', fraction = ''] = (negative ? value.slice(1) : value).split('.')
-  const units = BigInt(whole + fraction)
-  return { units: negative ? -units : units, scale: fraction.length }
-}
-
-function text(units: bigint, scale: number): string {
-  const negative = units < 0n
-  const digits = (negative ? -units : units).toString().padStart(scale + 1, '0')
-  const body = scale === 0 ? digits : `${digits.slice(0, -scale)}.${digits.slice(-scale)}`
-  return negative ? `-${body}` : body
-}
+export { compareDecimals, isDecimalString as isDecimal } from '../../src/connector-kit/index.ts'
 
 /** The exact sum, at the largest scale of its terms. */
 export function addDecimals(...values: string[]): string {
-  const terms = values.map(scaled)
-  const scale = Math.max(0, ...terms.map((t) => t.scale))
-  return text(terms.reduce((sum, t) => sum + t.units * 10n ** BigInt(scale - t.scale), 0n), scale)
+  return kitAddDecimals(values)
 }
 
 export function negateDecimal(value: string): string {
-  return value.startsWith('-') ? value.slice(1) : /^0+(\.0+)?$/.test(value) ? value : `-${value}`
-}
-
-export function compareDecimals(a: string, b: string): number {
-  const difference = scaled(addDecimals(a, negateDecimal(b))).units
-  return difference < 0n ? -1 : difference > 0n ? 1 : 0
+  return subtractDecimals('0', value)
 }
 
 /** Trailing zeros off, down to `minScale` decimals: `"100.000"` → `"100"` (minScale 0). */
 export function trimDecimal(value: string, minScale = 0): string {
-  if (!value.includes('.')) return minScale > 0 ? `${value}.${'0'.repeat(minScale)}` : value
-  const [whole, fraction = ''] = value.split('.')
-  let kept = fraction.replace(/0+$/, '')
-  if (kept.length < minScale) kept = kept.padEnd(minScale, '0')
-  return kept.length ? `${whole}.${kept}` : whole!
+  return kitTrimDecimal(value, minScale)
 }
 
 /**
@@ -138,7 +110,7 @@ export function floatToDecimal(value: number): string {
 
 /** A decimal string as the number a Tryton Float field takes (quantities only, never money). */
 export function quantityNumber(value: string): number {
-  if (!decimalPattern.test(value)) throw new RangeError(`"${value}" is not a decimal`)
+  if (!isDecimalString(value)) throw new RangeError(`"${value}" is not a decimal`)
   return Number(value)
 }
 
