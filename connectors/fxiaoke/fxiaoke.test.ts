@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { WebhookRejected, withExchangeCapture, type HttpExchange, type Logger, type OperationContext, type SyncFailure } from '../../src/connector-kit/index.ts'
+import { describeConnectorConformance } from '../../src/connector-kit/conformance.ts'
 import { compileMapping } from '../../src/mapping/compile-mapping.ts'
 import { loadMappingFiles } from '../../src/mapping/mapping-catalog.ts'
 import { mappedOrderSchema } from '../../src/orders/order.schemas.ts'
@@ -642,4 +643,20 @@ describe('the errorCode table', () => {
     // 2024-05-20T15:30:00Z is 23:30 in Beijing: half an hour to go.
     expect(untilBeijingMidnight(Date.parse('2024-05-20T15:30:00Z'))).toBe(30 * 60_000)
   })
+})
+
+// Fxiaoke answers its errors as errorCode envelopes inside HTTP 200, so the suite's HTTP-status
+// faults do not apply; the envelopes are classified by the tests above (the errorCode table).
+describeConnectorConformance('fxiaoke', async () => {
+  forgetTokens()
+  const sim = await startFxiaokeSimulator({ ...credentials })
+  const writeback = { fields: { state: 'field_sync_state__c', erpOrderNumber: 'field_erp_no__c' } }
+  return {
+    connector: fxiaoke,
+    ctx: { settings: { currentOpenUserId: userId, baseUrl: sim.url, writeback }, secrets: { ...credentials, callbackToken } },
+    sampleCrmOrderId: () => String(sim.putOrder({ account_id: 'acc-1', order_amount: '226.00' }, [{ product_id: 'p-1', quantity: '2', sales_price: '113.00' }])._id),
+    countCrmStatuses: (id) => new Set(sim.updates().filter((u) => u.id === id).map((u) => JSON.stringify(u.fields))).size,
+    reset: () => forgetTokens(),
+    close: () => sim.close(),
+  }
 })
