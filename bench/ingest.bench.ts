@@ -20,7 +20,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { availableParallelism, tmpdir } from 'node:os'
 import path from 'node:path'
@@ -30,6 +30,7 @@ import { signStandardWebhook } from '../src/connector-kit/index.ts'
 import { openDatabase } from '../src/db/database.ts'
 import { createQueueSet } from '../src/queue/queues.ts'
 import type { BenchCommand, TargetKind, TargetMessage } from './ingest-target.ts'
+import { coresBetween, cpuSnapshot } from './support/cpu.ts'
 
 const targets = { ratio: 0.25, p99Ms: 50 }
 const bodyBytes = 2048
@@ -225,80 +226,8 @@ async function startTarget(kind: TargetKind, env: NodeJS.ProcessEnv, cpuProfileD
 // ---------------------------------------------------------------------------------------------
 // Measuring
 
-const clockTicks = 100
-
-/**
- * CPU seconds used so far by the machine and by the processes that matter here, from /proc. The
- * machine is shared (tests and builds may run beside the bench), so `other` is reported: a run with
- * much of it measured the neighbours as much as orderbridge.
- */
-interface CpuSnapshot {
-  at: number
-  machineBusy: number
-  steal: number
-  server: number
-  loadGenerator: number
-  postgres: number
-  redis: number
-}
-
-function cpuSnapshot(serverPid: number): CpuSnapshot {
-  const snapshot: CpuSnapshot = { at: performance.now(), machineBusy: 0, steal: 0, server: 0, loadGenerator: 0, postgres: 0, redis: 0 }
-  try {
-    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
-    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields
-    snapshot.machineBusy = (user + nice + system + irq + softirq) / clockTicks
-    snapshot.steal = steal / clockTicks
-  } catch {
-    return snapshot // not Linux: no CPU figures
-  }
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    let stat: string
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-    } catch {
-      continue // exited meanwhile
-    }
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    const seconds = (Number(rest[11]) + Number(rest[12])) / clockTicks
-    const pid = Number(entry)
-    if (pid === serverPid) snapshot.server += seconds
-    else if (pid === process.pid) snapshot.loadGenerator += seconds
-    else if (comm === 'postgres') snapshot.postgres += seconds
-    else if (comm.startsWith('redis-server')) snapshot.redis += seconds
-  }
-  return snapshot
-}
-
-/** Average cores used between two snapshots, by group. */
-function coresBetween(a: CpuSnapshot, b: CpuSnapshot): CpuCores {
-  const elapsed = (b.at - a.at) / 1000
-  const cores = (k: Exclude<keyof CpuSnapshot, 'at'>) => round(Math.max(0, b[k] - a[k]) / elapsed, 2)
-  const known = cores('server') + cores('loadGenerator') + cores('postgres') + cores('redis')
-  return {
-    server: cores('server'),
-    loadGenerator: cores('loadGenerator'),
-    postgres: cores('postgres'),
-    redis: cores('redis'),
-    other: round(Math.max(0, cores('machineBusy') - known), 2),
-    machine: cores('machineBusy'),
-    steal: cores('steal'),
-  }
-}
-
-interface CpuCores {
-  server: number
-  loadGenerator: number
-  postgres: number
-  redis: number
-  /** Everything else on the machine, the kernel's own work included. */
-  other: number
-  machine: number
-  /** Time the hypervisor gave this VM's CPUs to someone else. */
-  steal: number
-}
+/** Cores used by group; `other` is everything else on the machine, `steal` the hypervisor's share. */
+type CpuCores = ReturnType<typeof coresBetween<'server' | 'loadGenerator'>>
 
 interface Measured {
   reqPerSec: number
@@ -347,9 +276,9 @@ async function load(target: Target, deliveries: Deliveries, options: RunOptions,
     return running
   }
   if (options.warmupSec > 0) await run(options.warmupSec)
-  const before = cpuSnapshot(target.pid)
+  const before = cpuSnapshot({ server: target.pid, loadGenerator: process.pid })
   const result = await run(options.durationSec)
-  const after = cpuSnapshot(target.pid)
+  const after = cpuSnapshot({ server: target.pid, loadGenerator: process.pid })
   return {
     reqPerSec: Math.round(result.requests.average),
     p50Ms: result.latency.p50,
