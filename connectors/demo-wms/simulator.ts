@@ -4,44 +4,31 @@
  * synchronous step, so concurrent requests cannot both take the last units. It is all-or-nothing
  * unless the request allows partial lines. Reservations can be adjusted, released, shipped and
  * delivered; shipments and stock changes go out as signed Standard Webhooks in the WMS's own format
- * (see events.ts) when a webhook target is set. State lives in memory and dies with the server.
- * It does not log.
+ * (see events.ts) when a webhook target is set. The stock and reservations are the kit's stock book
+ * (simulator-stock.ts), whose shapes are this WMS's wire shapes; this file holds the routes, events,
+ * faults and drift. State lives in memory and dies with the server. It does not log.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { WmsStockChangedEvent, WmsWebhookBody } from './events.ts'
 import { createWebhookOutbox, type WebhookDelivery, type WebhookTarget } from '../../src/connector-kit/simulator-webhooks.ts'
+import {
+  createIdempotencyStore,
+  createSimulatorTimers,
+  createStockBook,
+  type StockBookLevel,
+  type StockBookLine,
+  type StockBookRefusal,
+  type StockBookReservation,
+  type StockBookStatus,
+} from '../../src/connector-kit/simulator-stock.ts'
 
-export interface StockLevel {
-  sku: string
-  onHand: number
-  reserved: number
-  available: number
-}
-
-export interface ReservationLine {
-  /** The caller's line id, echoed back when it sent one. */
-  lineId?: string
-  sku: string
-  /** What was asked for. */
-  quantity: number
-  /** What is held (shipped, once the reservation has shipped); below `quantity` only for a partial reservation. */
-  reserved: number
-}
-
-export type ReservationStatus = 'active' | 'released' | 'shipped' | 'delivered'
-
-export interface SimulatedReservation {
-  id: string
-  reference: string
-  allowPartial: boolean
-  lines: ReservationLine[]
-  status: ReservationStatus
-  createdAt: string
-  updatedAt: string
-  shipment?: { carrier: string; trackingNumber: string; shippedAt: string; deliveredAt?: string }
-}
+// This WMS answers with the stock book's own shapes.
+export type StockLevel = StockBookLevel
+export type ReservationLine = StockBookLine
+export type ReservationStatus = StockBookStatus
+export type SimulatedReservation = StockBookReservation
 
 /** Scripted faults; `reset()` disarms everything. They apply to every route but `/health`. */
 export interface WmsFaultControl {
@@ -128,16 +115,8 @@ const replaceBodySchema = z.object({ allowPartial: z.boolean().default(false), l
 const shipBodySchema = z.object({ carrier: z.string().min(1).optional(), trackingNumber: z.string().min(1).optional() })
 const receiptBodySchema = z.object({ quantity: z.number().int().positive() })
 
-type RequestedLine = z.infer<typeof linesSchema>[number]
-
 /** An event before the outbox stamps it with its sequence and time (per member of the union). */
 type Unstamped<T> = T extends unknown ? Omit<T, 'sequence' | 'occurred_at'> : never
-
-interface StoredResponse {
-  fingerprint: string
-  status: number
-  payload: string
-}
 
 interface ArmedFailure {
   remaining: number
@@ -159,20 +138,36 @@ class WmsRefusal extends Error {
   }
 }
 
+/** How this WMS words each refusal of the stock book. */
+function wmsRefusal(refusal: StockBookRefusal): WmsRefusal {
+  switch (refusal.reason) {
+    case 'unknown_reservation':
+      return new WmsRefusal(404, 'not_found', `no reservation ${refusal.id}`)
+    case 'invalid_receipt':
+      return new WmsRefusal(422, 'validation', 'a receipt is a positive whole number of units')
+    case 'unknown_skus':
+      return new WmsRefusal(422, 'unknown_sku', 'the reservation names unknown SKUs', refusal.skus.map((sku) => ({ sku })))
+    case 'insufficient_stock':
+      return new WmsRefusal(409, 'insufficient_stock', 'not enough stock for every line; nothing was reserved', refusal.shortages)
+    case 'not_active':
+      return new WmsRefusal(409, 'reservation_closed', `reservation ${refusal.id} is ${refusal.status} and cannot change`)
+    case 'shipped':
+      return new WmsRefusal(409, 'reservation_shipped', `reservation ${refusal.id} has shipped and cannot be released`)
+    case 'released':
+      return new WmsRefusal(409, 'reservation_released', `reservation ${refusal.id} was released and cannot ship`)
+    case 'nothing_to_ship':
+      return new WmsRefusal(409, 'nothing_to_ship', `reservation ${refusal.id} holds nothing`)
+    case 'not_shipped':
+      return new WmsRefusal(409, 'reservation_not_shipped', `reservation ${refusal.id} has not shipped`)
+  }
+}
+
 function errorBody(code: string, message: string, details?: unknown[]) {
   return { error: { code, message, ...(details ? { details } : {}) } }
 }
 
-/** JSON with object keys sorted, so two equal bodies compare equal whatever their key order. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.keys(value)
-      .sort()
-      .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`)
-    return `{${entries.join(',')}}`
-  }
-  return JSON.stringify(value) ?? 'null'
+function reservationId(n: number): string {
+  return `RSV-${String(n).padStart(6, '0')}`
 }
 
 function digest(value: string): Buffer {
@@ -207,39 +202,16 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
     throw new Error('set both webhookUrl and webhookSecret, or neither')
   }
 
-  const levels = new Map<string, { onHand: number; reserved: number }>()
-  for (const [sku, onHand] of Object.entries(options.stock ?? defaultWmsStock())) {
-    if (!Number.isInteger(onHand) || onHand < 0) throw new Error(`stock for ${sku} must be a non-negative integer`)
-    levels.set(sku, { onHand, reserved: 0 })
-  }
-  const reservations = new Map<string, SimulatedReservation>()
-  const responsesByKey = new Map<string, StoredResponse>()
-  const timers = new Set<NodeJS.Timeout>()
+  const book = createStockBook({ stock: options.stock ?? defaultWmsStock(), reservationId, refusal: wmsRefusal })
+  const idempotency = createIdempotencyStore()
+  const timers = createSimulatorTimers()
   const outbox = createWebhookOutbox<WmsWebhookBody>(
     options.webhookUrl !== undefined ? { url: options.webhookUrl, secret: options.webhookSecret! } : undefined,
     { retries: options.webhookRetries, retryDelayMs: options.webhookRetryDelayMs },
   )
-  let counter = 0
   let sequence = 0
   let delay = 0
   let failures: ArmedFailure[] = []
-
-  function level(sku: string): StockLevel | undefined {
-    const entry = levels.get(sku)
-    return entry && { sku, onHand: entry.onHand, reserved: entry.reserved, available: entry.onHand - entry.reserved }
-  }
-
-  function later(ms: number, run: () => void): void {
-    const timer = setTimeout(() => {
-      timers.delete(timer)
-      try {
-        run()
-      } catch {
-        // The reservation moved on (released, shipped by hand): nothing to do.
-      }
-    }, ms)
-    timers.add(timer)
-  }
 
   function event(body: Unstamped<WmsWebhookBody>): void {
     sequence += 1
@@ -247,7 +219,7 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
   }
 
   function stockChanged(reason: WmsStockChangedEvent['reason'], skus: Iterable<string>): void {
-    const changed = [...new Set(skus)].sort().map((sku) => level(sku)!)
+    const changed = book.levels(skus)
     if (changed.length === 0) return
     event({
       type: 'stock.changed',
@@ -256,125 +228,48 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
     })
   }
 
-  /**
-   * What `lines` would hold now, counting the units `heldBy` holds as free. All-or-nothing refuses
-   * with the SKUs that fall short (a SKU on several lines counts in total); partial fills lines in
-   * order. Synchronous, and it books nothing.
-   */
-  function allocate(lines: RequestedLine[], allowPartial: boolean, heldBy?: SimulatedReservation): ReservationLine[] {
-    const free = new Map<string, number>()
-    for (const line of lines) {
-      if (free.has(line.sku)) continue
-      const current = level(line.sku)
-      if (!current) continue
-      const own = heldBy?.lines.filter((held) => held.sku === line.sku).reduce((sum, held) => sum + held.reserved, 0) ?? 0
-      free.set(line.sku, current.available + own)
-    }
-    const unknown = [...new Set(lines.map((line) => line.sku))].filter((sku) => !free.has(sku))
-    if (unknown.length > 0) throw new WmsRefusal(422, 'unknown_sku', 'the reservation names unknown SKUs', unknown.map((sku) => ({ sku })))
-
-    if (!allowPartial) {
-      const requested = new Map<string, number>()
-      for (const line of lines) requested.set(line.sku, (requested.get(line.sku) ?? 0) + line.quantity)
-      const short = [...requested].flatMap(([sku, quantity]) => (quantity > free.get(sku)! ? [{ sku, requested: quantity, available: free.get(sku)! }] : []))
-      if (short.length > 0) throw new WmsRefusal(409, 'insufficient_stock', 'not enough stock for every line; nothing was reserved', short)
-    }
-    return lines.map((line) => {
-      const reserved = Math.min(line.quantity, free.get(line.sku)!)
-      free.set(line.sku, free.get(line.sku)! - reserved)
-      return { ...(line.lineId !== undefined ? { lineId: line.lineId } : {}), sku: line.sku, quantity: line.quantity, reserved }
-    })
-  }
-
-  const idsByReference = new Map<string, Set<string>>()
-
-  function store(reservation: SimulatedReservation): void {
-    reservations.set(reservation.id, reservation)
-    let ids = idsByReference.get(reservation.reference)
-    if (!ids) idsByReference.set(reservation.reference, (ids = new Set()))
-    ids.add(reservation.id)
-  }
-
   function listOf(value: string | string[] | undefined): string[] | undefined {
     if (value === undefined) return undefined
     return (Array.isArray(value) ? value : [value]).flatMap((v) => v.split(',')).filter((v) => v.length > 0)
   }
 
-  function book(lines: readonly ReservationLine[], sign: 1 | -1): void {
-    for (const line of lines) levels.get(line.sku)!.reserved += sign * line.reserved
-  }
-
-  function find(id: string): SimulatedReservation {
-    const reservation = reservations.get(id)
-    if (!reservation) throw new WmsRefusal(404, 'not_found', `no reservation ${id}`)
-    return reservation
-  }
-
+  // Releasing twice releases once: the second call answers the same and changes nothing.
   function release(id: string): SimulatedReservation {
-    const reservation = find(id)
-    if (reservation.status === 'shipped' || reservation.status === 'delivered') {
-      throw new WmsRefusal(409, 'reservation_shipped', `reservation ${id} has shipped and cannot be released`)
-    }
-    if (reservation.status === 'active') {
-      book(reservation.lines, -1)
-      reservation.status = 'released'
-      reservation.updatedAt = new Date().toISOString()
-      stockChanged('release', reservation.lines.map((line) => line.sku))
-    }
+    const { reservation, changed } = book.release(id)
+    if (changed) stockChanged('release', reservation.lines.map((line) => line.sku))
     return reservation
   }
 
   function ship(id: string, shipment: z.infer<typeof shipBodySchema> = {}): SimulatedReservation {
-    const reservation = find(id)
-    if (reservation.status === 'shipped' || reservation.status === 'delivered') return reservation
-    if (reservation.status === 'released') throw new WmsRefusal(409, 'reservation_released', `reservation ${id} was released and cannot ship`)
-    if (reservation.lines.every((line) => line.reserved === 0)) throw new WmsRefusal(409, 'nothing_to_ship', `reservation ${id} holds nothing`)
-    for (const line of reservation.lines) {
-      const entry = levels.get(line.sku)!
-      entry.onHand -= line.reserved
-      entry.reserved -= line.reserved
-    }
-    const now = new Date().toISOString()
-    reservation.status = 'shipped'
-    reservation.updatedAt = now
-    reservation.shipment = {
+    const { reservation, changed } = book.ship(id, {
       carrier: shipment.carrier ?? options.carrier ?? 'SF Express',
       trackingNumber: shipment.trackingNumber ?? `SF${id.replace(/\D/g, '').padStart(10, '0')}`,
-      shippedAt: now,
-    }
+    })
+    if (!changed) return reservation
     event({
       type: 'shipment.shipped',
       reservation_id: reservation.id,
       reference: reservation.reference,
-      carrier: reservation.shipment.carrier,
-      tracking_number: reservation.shipment.trackingNumber,
+      carrier: reservation.shipment!.carrier,
+      tracking_number: reservation.shipment!.trackingNumber,
       lines: reservation.lines
         .filter((line) => line.reserved > 0)
         .map((line) => ({ ...(line.lineId !== undefined ? { line_id: line.lineId } : {}), sku: line.sku, quantity: line.reserved })),
     })
-    if (options.autoDeliverAfterMs !== undefined) later(options.autoDeliverAfterMs, () => deliver(id))
+    if (options.autoDeliverAfterMs !== undefined) timers.later(options.autoDeliverAfterMs, () => deliver(id))
     return reservation
   }
 
   function deliver(id: string): SimulatedReservation {
-    const reservation = find(id)
-    if (reservation.status === 'delivered') return reservation
-    if (reservation.status !== 'shipped') throw new WmsRefusal(409, 'reservation_not_shipped', `reservation ${id} has not shipped`)
-    const now = new Date().toISOString()
-    reservation.status = 'delivered'
-    reservation.updatedAt = now
-    reservation.shipment!.deliveredAt = now
-    event({ type: 'shipment.delivered', reservation_id: reservation.id, reference: reservation.reference, delivered_at: now })
+    const { reservation, changed } = book.deliver(id)
+    if (changed) event({ type: 'shipment.delivered', reservation_id: reservation.id, reference: reservation.reference, delivered_at: reservation.shipment!.deliveredAt! })
     return reservation
   }
 
   function receive(sku: string, quantity: number): StockLevel {
-    if (!Number.isInteger(quantity) || quantity <= 0) throw new WmsRefusal(422, 'validation', 'a receipt is a positive whole number of units')
-    const entry = levels.get(sku)
-    if (entry) entry.onHand += quantity
-    else levels.set(sku, { onHand: quantity, reserved: 0 })
+    const received = book.receive(sku, quantity)
     stockChanged('receipt', [sku])
-    return level(sku)!
+    return received
   }
 
   function refuse(reply: FastifyReply, err: unknown): FastifyReply {
@@ -420,12 +315,11 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
   // `?sku=A&sku=B` answers those SKUs it knows (unknown ones are left out); no filter answers all.
   app.get('/stock', (request: FastifyRequest<{ Querystring: { sku?: string | string[] } }>, reply) => {
     const filter = request.query.sku
-    const skus = filter === undefined ? [...levels.keys()] : [...new Set(Array.isArray(filter) ? filter : [filter])].filter((sku) => levels.has(sku))
-    return reply.send(skus.sort().map((sku) => level(sku)))
+    return reply.send(book.levels(filter === undefined || Array.isArray(filter) ? filter : [filter]))
   })
 
   app.get('/stock/:sku', (request: FastifyRequest<{ Params: { sku: string } }>, reply) => {
-    const found = level(request.params.sku)
+    const found = book.level(request.params.sku)
     if (!found) return reply.code(404).send(errorBody('not_found', `unknown SKU ${request.params.sku}`))
     return reply.send(found)
   })
@@ -439,46 +333,25 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
   // Everything from the idempotency check to the booking is synchronous: no other request can run
   // between "is there enough?" and "take it".
   app.post('/reservations', (request: FastifyRequest, reply: FastifyReply) => {
-    const idempotencyKey = headerValue(request.headers['idempotency-key'])
-    const fingerprint = idempotencyKey === undefined ? '' : canonicalJson(request.body)
-    if (idempotencyKey !== undefined) {
-      const stored = responsesByKey.get(idempotencyKey)
-      if (stored && stored.fingerprint !== fingerprint) {
-        return reply.code(422).send(errorBody('idempotency_key_reused', 'this Idempotency-Key was used with a different request body'))
-      }
-      if (stored) return reply.code(stored.status).header('idempotent-replayed', 'true').type('application/json').send(stored.payload)
-    }
+    const claim = idempotency.claim(headerValue(request.headers['idempotency-key']), request.body)
+    if (claim.kind === 'reused') return reply.code(422).send(errorBody('idempotency_key_reused', 'this Idempotency-Key was used with a different request body'))
+    if (claim.kind === 'replay') return reply.code(claim.response.status).header('idempotent-replayed', 'true').type('application/json').send(claim.response.payload)
 
     const parsed = reservationBodySchema.safeParse(request.body)
     if (!parsed.success) return reply.code(422).send(errorBody('validation', 'the reservation is invalid', validationDetails(parsed.error)))
-    const { reference, allowPartial, lines } = parsed.data
 
-    let allocated: ReservationLine[]
+    let reservation: SimulatedReservation
     try {
-      allocated = allocate(lines, allowPartial)
+      reservation = book.reserve(parsed.data)
     } catch (err) {
       // A refusal is not remembered under the key: the same request may succeed once stock arrives.
       return refuse(reply, err)
     }
-    book(allocated, 1)
-    counter += 1
-    const now = new Date().toISOString()
-    const reservation: SimulatedReservation = {
-      id: `RSV-${String(counter).padStart(6, '0')}`,
-      reference,
-      allowPartial,
-      lines: allocated,
-      status: 'active',
-      createdAt: now,
-      updatedAt: now,
-    }
-    store(reservation)
-    if (options.announceReservations) stockChanged('reservation', allocated.filter((line) => line.reserved > 0).map((line) => line.sku))
+    const held = reservation.lines.filter((line) => line.reserved > 0)
+    if (options.announceReservations) stockChanged('reservation', held.map((line) => line.sku))
     const payload = JSON.stringify(reservation)
-    if (idempotencyKey !== undefined) responsesByKey.set(idempotencyKey, { fingerprint, status: 201, payload })
-    if (options.autoShipAfterMs !== undefined && allocated.some((line) => line.reserved > 0)) {
-      later(options.autoShipAfterMs, () => ship(reservation.id))
-    }
+    claim.remember({ status: 201, payload })
+    if (options.autoShipAfterMs !== undefined && held.length > 0) timers.later(options.autoShipAfterMs, () => ship(reservation.id))
     return reply.code(201).type('application/json').send(payload)
   })
 
@@ -490,16 +363,16 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
       const raw = request.query.reference
       const reference = Array.isArray(raw) ? raw[0] : raw
       const references = listOf(request.query.references)
-      if (references !== undefined) return reply.send([...new Set(references)].flatMap((ref) => [...(idsByReference.get(ref) ?? [])].map((id) => reservations.get(id))))
+      if (references !== undefined) return reply.send([...new Set(references)].flatMap((ref) => book.byReference(ref)))
       const { status, since, after, limit } = request.query
       if (status === undefined && since === undefined && after === undefined && limit === undefined) {
-        return reply.send([...reservations.values()].filter((reservation) => reference === undefined || reservation.reference === reference))
+        return reply.send(reference === undefined ? book.all() : book.byReference(reference))
       }
       const max = Math.min(Math.max(Number(limit ?? 500) || 500, 1), 5000)
       const sinceMs = since === undefined ? undefined : Date.parse(since)
       const out: SimulatedReservation[] = []
-      for (let n = after === undefined ? 1 : Number(/(\d+)$/.exec(after)?.[1] ?? 0) + 1; n <= counter && out.length < max; n++) {
-        const reservation = reservations.get(`RSV-${String(n).padStart(6, '0')}`)
+      for (let n = after === undefined ? 1 : Number(/(\d+)$/.exec(after)?.[1] ?? 0) + 1; n <= book.count() && out.length < max; n++) {
+        const reservation = book.get(reservationId(n))
         if (!reservation) continue
         if (reference !== undefined && reservation.reference !== reference) continue
         if (status !== undefined && reservation.status !== status) continue
@@ -511,7 +384,7 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
   )
 
   app.get('/reservations/:id', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
-    const reservation = reservations.get(request.params.id)
+    const reservation = book.get(request.params.id)
     if (!reservation) return reply.code(404).send(errorBody('not_found', `no reservation ${request.params.id}`))
     return reply.send(reservation)
   })
@@ -522,23 +395,12 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
     const parsed = replaceBodySchema.safeParse(request.body)
     if (!parsed.success) return reply.code(422).send(errorBody('validation', 'the reservation is invalid', validationDetails(parsed.error)))
     try {
-      const reservation = find(request.params.id)
-      if (reservation.status !== 'active') {
-        throw new WmsRefusal(409, 'reservation_closed', `reservation ${reservation.id} is ${reservation.status} and cannot change`)
-      }
-      const allocated = allocate(parsed.data.lines, parsed.data.allowPartial, reservation)
-      book(reservation.lines, -1)
-      book(allocated, 1)
-      reservation.lines = allocated
-      reservation.allowPartial = parsed.data.allowPartial
-      reservation.updatedAt = new Date().toISOString()
-      return reply.send(reservation)
+      return reply.send(book.replace(request.params.id, parsed.data.lines, parsed.data.allowPartial))
     } catch (err) {
       return refuse(reply, err)
     }
   })
 
-  // Releasing twice releases once: the second call answers the same and changes nothing.
   app.delete('/reservations/:id', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
     try {
       return reply.send(release(request.params.id))
@@ -573,34 +435,14 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
 
   return {
     url: `http://${urlHost}:${address.port}`,
-    stock: () => [...levels.keys()].sort().map((sku) => level(sku)!),
-    reservations: () => [...reservations.values()].map((reservation) => structuredClone(reservation)),
+    stock: () => book.levels(),
+    reservations: () => book.all().map((reservation) => structuredClone(reservation)),
     drift: {
       addReservation(input) {
-        const status = input.status ?? 'active'
-        const lines: ReservationLine[] = input.lines.map((line) => ({ ...(line.lineId !== undefined ? { lineId: line.lineId } : {}), sku: line.sku, quantity: line.quantity, reserved: line.reserved ?? line.quantity }))
-        for (const line of lines) if (!levels.has(line.sku)) levels.set(line.sku, { onHand: 0, reserved: 0 })
-        if (status === 'active') book(lines, 1)
-        counter += 1
-        const now = new Date().toISOString()
-        const reservation: SimulatedReservation = { id: `RSV-${String(counter).padStart(6, '0')}`, reference: input.reference, allowPartial: false, lines, status, createdAt: now, updatedAt: now }
-        store(reservation)
-        return structuredClone(reservation)
+        const lines = input.lines.map((line) => ({ ...(line.lineId !== undefined ? { lineId: line.lineId } : {}), sku: line.sku, quantity: line.quantity, reserved: line.reserved ?? line.quantity }))
+        return structuredClone(book.add({ reference: input.reference, allowPartial: false, lines, status: input.status ?? 'active' }))
       },
-      setReserved(id, changes) {
-        const reservation = find(id)
-        const lines = reservation.lines.map((line) => {
-          const change = changes.find((c) => c.sku === line.sku)
-          return change ? { ...line, reserved: change.reserved, quantity: change.quantity ?? line.quantity } : line
-        })
-        if (reservation.status === 'active') {
-          book(reservation.lines, -1)
-          book(lines, 1)
-        }
-        reservation.lines = lines
-        reservation.updatedAt = new Date().toISOString()
-        return structuredClone(reservation)
-      },
+      setReserved: (id, changes) => structuredClone(book.setReserved(id, changes)),
     },
     receive: (sku, quantity) => receive(sku, quantity),
     ship: (id, shipment) => structuredClone(ship(id, shipment)),
@@ -621,7 +463,6 @@ export async function startWmsSimulator(options: WmsSimulatorOptions): Promise<W
       },
     },
     async close() {
-      for (const timer of timers) clearTimeout(timer)
       timers.clear()
       outbox.close()
       await app.close()

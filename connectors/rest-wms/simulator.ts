@@ -6,13 +6,24 @@
  * requests cannot both take the last units. It honours `Idempotency-Key` on reservations, answers
  * 409 `INSUFFICIENT_STOCK` with `shortages: [{ itemCode, available }]`, answers a second release
  * with 409 `ALREADY_RELEASED` (many WMSs do), and sends shipment and stock events as signed
- * Standard Webhooks. Auth: `X-Api-Key`, `Authorization: Bearer <key>` or HTTP Basic. State lives in
- * memory and dies with the server. It does not log.
+ * Standard Webhooks. Auth: `X-Api-Key`, `Authorization: Bearer <key>` or HTTP Basic. The stock and
+ * reservations are the kit's stock book (simulator-stock.ts); this file maps its own API and names
+ * onto it. State lives in memory and dies with the server. It does not log.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import { createWebhookOutbox, type WebhookDelivery, type WebhookTarget } from '../../src/connector-kit/simulator-webhooks.ts'
+import {
+  createIdempotencyStore,
+  createSimulatorTimers,
+  createStockBook,
+  type RequestedStockLine,
+  type StockBookLevel,
+  type StockBookRefusal,
+  type StockBookReservation,
+  type StockBookStatus,
+} from '../../src/connector-kit/simulator-stock.ts'
 
 export const simulatorApiPrefix = '/api/v2'
 
@@ -138,6 +149,8 @@ const receiptSchema = z.object({ qty: z.number().int().positive() })
 
 type RequestedItem = z.infer<typeof itemsSchema>[number]
 
+const acmeStatus: Record<StockBookStatus, AcmeReservationStatus> = { active: 'OPEN', released: 'RELEASED', shipped: 'SHIPPED', delivered: 'DELIVERED' }
+
 class Refusal extends Error {
   readonly status: number
   readonly code: string
@@ -150,20 +163,38 @@ class Refusal extends Error {
   }
 }
 
+/** How this WMS words each refusal of the stock book. */
+function acmeRefusal(refusal: StockBookRefusal): Refusal {
+  switch (refusal.reason) {
+    case 'unknown_reservation':
+      return new Refusal(404, 'NOT_FOUND', `no reservation ${refusal.id}`)
+    case 'invalid_receipt':
+      return new Refusal(400, 'VALIDATION_ERROR', 'a receipt is a positive whole number of units')
+    case 'unknown_skus':
+      return new Refusal(422, 'UNKNOWN_ITEM', 'the reservation names unknown items', { items: refusal.skus })
+    case 'insufficient_stock': {
+      const shortages = refusal.shortages.map((shortage) => ({ itemCode: shortage.sku, available: shortage.available }))
+      return new Refusal(409, 'INSUFFICIENT_STOCK', 'not enough stock for every item; nothing was reserved', { shortages })
+    }
+    case 'not_active':
+      return new Refusal(409, 'RESERVATION_NOT_OPEN', `reservation ${refusal.id} is ${acmeStatus[refusal.status]}`)
+    case 'shipped':
+      return new Refusal(409, 'RESERVATION_SHIPPED', `reservation ${refusal.id} has shipped and cannot be released`)
+    case 'released':
+      return new Refusal(409, 'RESERVATION_NOT_OPEN', `reservation ${refusal.id} was released`)
+    case 'nothing_to_ship':
+      return new Refusal(409, 'NOTHING_TO_SHIP', `reservation ${refusal.id} holds nothing`)
+    case 'not_shipped':
+      return new Refusal(409, 'NOT_SHIPPED', `reservation ${refusal.id} has not shipped`)
+  }
+}
+
 function errorBody(code: string, message: string, extra: Record<string, unknown> = {}) {
   return { code, message, ...extra }
 }
 
-/** JSON with object keys sorted, so two equal bodies compare equal whatever their key order. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value !== null && typeof value === 'object') {
-    return `{${Object.keys(value)
-      .sort()
-      .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`)
-      .join(',')}}`
-  }
-  return JSON.stringify(value) ?? 'null'
+function stockLines(items: readonly RequestedItem[]): RequestedStockLine[] {
+  return items.map((item) => ({ ...(item.lineRef !== undefined ? { lineId: item.lineRef } : {}), sku: item.itemCode, quantity: item.qty }))
 }
 
 function digest(value: string): Buffer {
@@ -196,39 +227,38 @@ export async function startAcmeWmsSimulator(options: AcmeWmsSimulatorOptions): P
     ...(options.basicAuth ? [digest(`basic:${Buffer.from(`${options.basicAuth.username}:${options.basicAuth.password}`).toString('base64')}`)] : []),
   ]
 
-  const levels = new Map<string, { onHand: number; allocated: number }>()
-  for (const [itemCode, onHand] of Object.entries(options.stock ?? defaultAcmeStock())) {
-    if (!Number.isInteger(onHand) || onHand < 0) throw new Error(`stock for ${itemCode} must be a non-negative integer`)
-    levels.set(itemCode, { onHand, allocated: 0 })
-  }
-  const reservations = new Map<string, AcmeReservation>()
-  const responsesByKey = new Map<string, { fingerprint: string; status: number; payload: string }>()
+  const book = createStockBook({ stock: options.stock ?? defaultAcmeStock(), reservationId: (n) => `RES-${10_000 + n}`, refusal: acmeRefusal })
+  const idempotency = createIdempotencyStore()
   const recorded: RecordedRequest[] = []
-  const timers = new Set<NodeJS.Timeout>()
+  const timers = createSimulatorTimers()
   const outbox = createWebhookOutbox<AcmeWebhookBody>(
     options.webhookUrl !== undefined ? { url: options.webhookUrl, secret: options.webhookSecret! } : undefined,
     { retries: options.webhookRetries, retryDelayMs: options.webhookRetryDelayMs },
   )
-  let counter = 10_000
   let seq = 0
   let delay = 0
   let failures: { remaining: number; status: number; body: unknown; headers: Record<string, string> }[] = []
 
-  function level(itemCode: string): AcmeStockLevel | undefined {
-    const entry = levels.get(itemCode)
-    return entry && { itemCode, warehouse, onHand: entry.onHand, allocated: entry.allocated, available: entry.onHand - entry.allocated }
+  function acmeLevel(level: StockBookLevel): AcmeStockLevel {
+    return { itemCode: level.sku, warehouse, onHand: level.onHand, allocated: level.reserved, available: level.available }
   }
 
-  function later(ms: number, run: () => void): void {
-    const timer = setTimeout(() => {
-      timers.delete(timer)
-      try {
-        run()
-      } catch {
-        // The reservation moved on (released, shipped by hand): nothing to do.
-      }
-    }, ms)
-    timers.add(timer)
+  /** The book's reservation in this WMS's names (a new object: safe to hand out). */
+  function acmeReservation(reservation: StockBookReservation): AcmeReservation {
+    const shipment = reservation.shipment
+    return {
+      id: reservation.id,
+      clientRef: reservation.reference,
+      warehouse,
+      status: acmeStatus[reservation.status],
+      allowBackorder: reservation.allowPartial,
+      items: reservation.lines.map((line) => ({ ...(line.lineId !== undefined ? { lineRef: line.lineId } : {}), itemCode: line.sku, qty: line.quantity, allocated: line.reserved })),
+      createdAt: reservation.createdAt,
+      updatedAt: reservation.updatedAt,
+      ...(shipment
+        ? { shipment: { carrierName: shipment.carrier, trackingNo: shipment.trackingNumber, shippedAt: shipment.shippedAt, ...(shipment.deliveredAt !== undefined ? { deliveredAt: shipment.deliveredAt } : {}) } }
+        : {}),
+    }
   }
 
   function emit(body: AcmeWebhookBody extends infer T ? (T extends unknown ? Omit<T, 'seq' | 'occurredAt'> : never) : never): void {
@@ -237,113 +267,51 @@ export async function startAcmeWmsSimulator(options: AcmeWmsSimulatorOptions): P
   }
 
   function inventoryChanged(reason: 'RECEIPT' | 'RELEASE', itemCodes: Iterable<string>): void {
-    const items = [...new Set(itemCodes)].sort().map((code) => level(code)!)
+    const items = book.levels(itemCodes).map(acmeLevel)
     if (items.length > 0) emit({ eventType: 'INVENTORY_CHANGED', payload: { reason, items } })
   }
 
-  /**
-   * What `items` would hold now, counting what `heldBy` holds as free. Without backorders it refuses
-   * with the items that fall short (an item on several lines counts in total); with them it fills
-   * lines in order. Synchronous, and it books nothing.
-   */
-  function allocate(items: RequestedItem[], allowBackorder: boolean, heldBy?: AcmeReservation): AcmeReservationItem[] {
-    const free = new Map<string, number>()
-    for (const item of items) {
-      if (free.has(item.itemCode)) continue
-      const current = level(item.itemCode)
-      if (!current) continue
-      const own = heldBy?.items.filter((held) => held.itemCode === item.itemCode).reduce((sum, held) => sum + held.allocated, 0) ?? 0
-      free.set(item.itemCode, current.available + own)
-    }
-    const unknown = [...new Set(items.map((item) => item.itemCode))].filter((code) => !free.has(code))
-    if (unknown.length > 0) throw new Refusal(422, 'UNKNOWN_ITEM', 'the reservation names unknown items', { items: unknown })
-    if (!allowBackorder) {
-      const wanted = new Map<string, number>()
-      for (const item of items) wanted.set(item.itemCode, (wanted.get(item.itemCode) ?? 0) + item.qty)
-      const shortages = [...wanted].flatMap(([itemCode, qty]) => (qty > free.get(itemCode)! ? [{ itemCode, available: free.get(itemCode)! }] : []))
-      if (shortages.length > 0) throw new Refusal(409, 'INSUFFICIENT_STOCK', 'not enough stock for every item; nothing was reserved', { shortages })
-    }
-    return items.map((item) => {
-      const allocated = Math.min(item.qty, free.get(item.itemCode)!)
-      free.set(item.itemCode, free.get(item.itemCode)! - allocated)
-      return { ...(item.lineRef !== undefined ? { lineRef: item.lineRef } : {}), itemCode: item.itemCode, qty: item.qty, allocated }
-    })
-  }
-
-  function book(items: readonly AcmeReservationItem[], sign: 1 | -1): void {
-    for (const item of items) levels.get(item.itemCode)!.allocated += sign * item.allocated
-  }
-
-  function find(id: string): AcmeReservation {
-    const reservation = reservations.get(id)
-    if (!reservation) throw new Refusal(404, 'NOT_FOUND', `no reservation ${id}`)
-    return reservation
-  }
-
+  // Many WMSs refuse a second release; this one does too.
   function release(id: string): AcmeReservation {
-    const reservation = find(id)
-    if (reservation.status === 'RELEASED') throw new Refusal(409, 'ALREADY_RELEASED', `reservation ${id} was already released`)
-    if (reservation.status !== 'OPEN') throw new Refusal(409, 'RESERVATION_SHIPPED', `reservation ${id} has shipped and cannot be released`)
-    book(reservation.items, -1)
-    reservation.status = 'RELEASED'
-    reservation.updatedAt = new Date().toISOString()
-    inventoryChanged('RELEASE', reservation.items.map((item) => item.itemCode))
-    return reservation
+    const { reservation, changed } = book.release(id)
+    if (!changed) throw new Refusal(409, 'ALREADY_RELEASED', `reservation ${id} was already released`)
+    inventoryChanged('RELEASE', reservation.lines.map((line) => line.sku))
+    return acmeReservation(reservation)
   }
 
   function ship(id: string, shipment: z.infer<typeof shipSchema> = {}): AcmeReservation {
-    const reservation = find(id)
-    if (reservation.status === 'SHIPPED' || reservation.status === 'DELIVERED') return reservation
-    if (reservation.status === 'RELEASED') throw new Refusal(409, 'RESERVATION_NOT_OPEN', `reservation ${id} was released`)
-    if (reservation.items.every((item) => item.allocated === 0)) throw new Refusal(409, 'NOTHING_TO_SHIP', `reservation ${id} holds nothing`)
-    for (const item of reservation.items) {
-      const entry = levels.get(item.itemCode)!
-      entry.onHand -= item.allocated
-      entry.allocated -= item.allocated
-    }
-    const now = new Date().toISOString()
-    reservation.status = 'SHIPPED'
-    reservation.updatedAt = now
-    reservation.shipment = {
-      carrierName: shipment.carrierName ?? options.carrier ?? 'ZTO Express',
-      trackingNo: shipment.trackingNo ?? `ZT${id.replace(/\D/g, '').padStart(10, '0')}`,
-      shippedAt: now,
-    }
+    const { reservation, changed } = book.ship(id, {
+      carrier: shipment.carrierName ?? options.carrier ?? 'ZTO Express',
+      trackingNumber: shipment.trackingNo ?? `ZT${id.replace(/\D/g, '').padStart(10, '0')}`,
+    })
+    const shipped = acmeReservation(reservation)
+    if (!changed) return shipped
     emit({
       eventType: 'SHIPMENT_DISPATCHED',
       payload: {
-        reservationId: reservation.id,
-        clientRef: reservation.clientRef,
-        carrierName: reservation.shipment.carrierName,
-        trackingNo: reservation.shipment.trackingNo,
-        items: reservation.items
+        reservationId: shipped.id,
+        clientRef: shipped.clientRef,
+        carrierName: shipped.shipment!.carrierName,
+        trackingNo: shipped.shipment!.trackingNo,
+        items: shipped.items
           .filter((item) => item.allocated > 0)
           .map((item) => ({ ...(item.lineRef !== undefined ? { lineRef: item.lineRef } : {}), itemCode: item.itemCode, qty: item.allocated })),
       },
     })
-    if (options.autoDeliverAfterMs !== undefined) later(options.autoDeliverAfterMs, () => deliver(id))
-    return reservation
+    if (options.autoDeliverAfterMs !== undefined) timers.later(options.autoDeliverAfterMs, () => deliver(id))
+    return shipped
   }
 
   function deliver(id: string): AcmeReservation {
-    const reservation = find(id)
-    if (reservation.status === 'DELIVERED') return reservation
-    if (reservation.status !== 'SHIPPED') throw new Refusal(409, 'NOT_SHIPPED', `reservation ${id} has not shipped`)
-    const now = new Date().toISOString()
-    reservation.status = 'DELIVERED'
-    reservation.updatedAt = now
-    reservation.shipment!.deliveredAt = now
-    emit({ eventType: 'SHIPMENT_DELIVERED', payload: { reservationId: reservation.id, clientRef: reservation.clientRef, deliveredAt: now } })
-    return reservation
+    const { reservation, changed } = book.deliver(id)
+    if (changed) emit({ eventType: 'SHIPMENT_DELIVERED', payload: { reservationId: reservation.id, clientRef: reservation.reference, deliveredAt: reservation.shipment!.deliveredAt! } })
+    return acmeReservation(reservation)
   }
 
   function receive(itemCode: string, qty: number): AcmeStockLevel {
-    if (!Number.isInteger(qty) || qty <= 0) throw new Refusal(400, 'VALIDATION_ERROR', 'a receipt is a positive whole number of units')
-    const entry = levels.get(itemCode)
-    if (entry) entry.onHand += qty
-    else levels.set(itemCode, { onHand: qty, allocated: 0 })
+    const received = acmeLevel(book.receive(itemCode, qty))
     inventoryChanged('RECEIPT', [itemCode])
-    return level(itemCode)!
+    return received
   }
 
   function refuse(reply: FastifyReply, err: unknown): FastifyReply {
@@ -406,9 +374,11 @@ export async function startAcmeWmsSimulator(options: AcmeWmsSimulatorOptions): P
       api.get('/inventory', (request: FastifyRequest<{ Querystring: { itemCodes?: string | string[] } }>, reply) => {
         const filter = request.query.itemCodes
         const listed = filter === undefined ? undefined : (Array.isArray(filter) ? filter : [filter]).flatMap((value) => value.split(','))
-        const codes = listed === undefined ? [...levels.keys()] : [...new Set(listed.filter((code) => code.length > 0))]
-        if (codes.length > maxItemCodes) return reply.code(400).send(errorBody('TOO_MANY_ITEMS', `at most ${maxItemCodes} item codes per query`))
-        const data = codes.filter((code) => levels.has(code)).sort().map((code) => level(code)!)
+        const codes = listed && [...new Set(listed.filter((code) => code.length > 0))]
+        const levels = book.levels(codes)
+        // Without a filter, every item counts.
+        if ((codes ?? levels).length > maxItemCodes) return reply.code(400).send(errorBody('TOO_MANY_ITEMS', `at most ${maxItemCodes} item codes per query`))
+        const data = levels.map(acmeLevel)
         return reply.send({ data, meta: { count: data.length } })
       })
 
@@ -421,56 +391,36 @@ export async function startAcmeWmsSimulator(options: AcmeWmsSimulatorOptions): P
       // From the idempotency check to the booking everything is synchronous: no other request runs
       // between "is there enough?" and "take it".
       api.post('/reservations', (request, reply) => {
-        const idempotencyKey = headerValue(request.headers['idempotency-key'])
-        const fingerprint = canonicalJson(request.body)
-        if (idempotencyKey !== undefined) {
-          const stored = responsesByKey.get(idempotencyKey)
-          if (stored && stored.fingerprint !== fingerprint) {
-            return reply.code(422).send(errorBody('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request'))
-          }
-          if (stored) return reply.code(stored.status).header('idempotent-replayed', 'true').type('application/json').send(stored.payload)
-        }
+        const claim = idempotency.claim(headerValue(request.headers['idempotency-key']), request.body)
+        if (claim.kind === 'reused') return reply.code(422).send(errorBody('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request'))
+        if (claim.kind === 'replay') return reply.code(claim.response.status).header('idempotent-replayed', 'true').type('application/json').send(claim.response.payload)
         const parsed = createSchema.safeParse(request.body)
         if (!parsed.success) return reply.code(400).send(errorBody('VALIDATION_ERROR', 'the reservation is invalid', validationErrors(parsed.error)))
         if (parsed.data.warehouse !== undefined && parsed.data.warehouse !== warehouse) {
           return reply.code(422).send(errorBody('UNKNOWN_WAREHOUSE', `no warehouse ${parsed.data.warehouse}`))
         }
-        let items: AcmeReservationItem[]
+        let reservation: StockBookReservation
         try {
-          items = allocate(parsed.data.items, parsed.data.allowBackorder)
+          reservation = book.reserve({ reference: parsed.data.clientRef, allowPartial: parsed.data.allowBackorder, lines: stockLines(parsed.data.items) })
         } catch (err) {
           // A refusal is not remembered under the key: the same request may succeed once stock arrives.
           return refuse(reply, err)
         }
-        book(items, 1)
-        counter += 1
-        const now = new Date().toISOString()
-        const reservation: AcmeReservation = {
-          id: `RES-${counter}`,
-          clientRef: parsed.data.clientRef,
-          warehouse,
-          status: 'OPEN',
-          allowBackorder: parsed.data.allowBackorder,
-          items,
-          createdAt: now,
-          updatedAt: now,
-        }
-        reservations.set(reservation.id, reservation)
-        const payload = JSON.stringify({ data: reservation })
-        if (idempotencyKey !== undefined) responsesByKey.set(idempotencyKey, { fingerprint, status: 201, payload })
-        if (options.autoShipAfterMs !== undefined && items.some((item) => item.allocated > 0)) later(options.autoShipAfterMs, () => ship(reservation.id))
+        const payload = JSON.stringify({ data: acmeReservation(reservation) })
+        claim.remember({ status: 201, payload })
+        if (options.autoShipAfterMs !== undefined && reservation.lines.some((line) => line.reserved > 0)) timers.later(options.autoShipAfterMs, () => ship(reservation.id))
         return reply.code(201).type('application/json').send(payload)
       })
 
       api.get('/reservations', (request: FastifyRequest<{ Querystring: { clientRef?: string } }>, reply) => {
         const clientRef = request.query.clientRef
-        const data = [...reservations.values()].filter((reservation) => clientRef === undefined || reservation.clientRef === clientRef)
+        const data = (clientRef === undefined ? book.all() : book.byReference(clientRef)).map(acmeReservation)
         return reply.send({ data, meta: { count: data.length } })
       })
 
       api.get('/reservations/:id', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
         try {
-          return reply.send({ data: find(request.params.id) })
+          return reply.send({ data: acmeReservation(book.find(request.params.id)) })
         } catch (err) {
           return refuse(reply, err)
         }
@@ -482,16 +432,8 @@ export async function startAcmeWmsSimulator(options: AcmeWmsSimulatorOptions): P
         const parsed = updateSchema.safeParse(request.body)
         if (!parsed.success) return reply.code(400).send(errorBody('VALIDATION_ERROR', 'the change is invalid', validationErrors(parsed.error)))
         try {
-          const reservation = find(request.params.id)
-          if (reservation.status !== 'OPEN') throw new Refusal(409, 'RESERVATION_NOT_OPEN', `reservation ${reservation.id} is ${reservation.status}`)
-          const allowBackorder = parsed.data.allowBackorder ?? reservation.allowBackorder
-          const items = allocate(parsed.data.items, allowBackorder, reservation)
-          book(reservation.items, -1)
-          book(items, 1)
-          reservation.items = items
-          reservation.allowBackorder = allowBackorder
-          reservation.updatedAt = new Date().toISOString()
-          return reply.send({ data: reservation })
+          const allowBackorder = parsed.data.allowBackorder ?? book.find(request.params.id).allowPartial
+          return reply.send({ data: acmeReservation(book.replace(request.params.id, stockLines(parsed.data.items), allowBackorder)) })
         } catch (err) {
           return refuse(reply, err)
         }
@@ -534,12 +476,12 @@ export async function startAcmeWmsSimulator(options: AcmeWmsSimulatorOptions): P
 
   return {
     url: `http://${urlHost}:${address.port}`,
-    stock: () => [...levels.keys()].sort().map((code) => level(code)!),
-    reservations: () => [...reservations.values()].map((reservation) => structuredClone(reservation)),
+    stock: () => book.levels().map(acmeLevel),
+    reservations: () => book.all().map(acmeReservation),
     requests: () => structuredClone(recorded),
     receive: (itemCode, qty) => receive(itemCode, qty),
-    ship: (id, shipment) => structuredClone(ship(id, shipment)),
-    deliver: (id) => structuredClone(deliver(id)),
+    ship: (id, shipment) => ship(id, shipment),
+    deliver: (id) => deliver(id),
     setWebhookTarget: (target) => outbox.setTarget(target),
     deliveries: () => outbox.deliveries(),
     flushWebhooks: () => outbox.flush(),
@@ -556,7 +498,6 @@ export async function startAcmeWmsSimulator(options: AcmeWmsSimulatorOptions): P
       },
     },
     async close() {
-      for (const timer of timers) clearTimeout(timer)
       timers.clear()
       outbox.close()
       await app.close()
