@@ -15,9 +15,10 @@
  *
  * Prints readable lines and, as its last line, one JSON object. Targets: ≥ 5,000 orders/s and a
  * peak RSS under 300 MB. Exits 0 whether or not they are met (it is a measurement); non-zero on
- * errors, or when a run did not find exactly the drift that was made. `--node-flags "…"` adds Node
- * flags to both runs. PostgreSQL defaults to 127.0.0.1 (BENCH_DATABASE_URL); the schema is dropped
- * at the end, on errors and on Ctrl-C as well.
+ * errors, or when a run did not find exactly the drift that was made. `--node-flags="…"` adds Node
+ * flags to both runs (with `=`: parseArgs refuses a separate value that starts with `-`). PostgreSQL
+ * defaults to 127.0.0.1 (BENCH_DATABASE_URL); the schema is dropped at the end, on errors and on
+ * Ctrl-C as well.
  */
 import { spawn } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'

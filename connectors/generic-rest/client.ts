@@ -3,6 +3,7 @@
  * It turns answers into remote records and leaves the create-or-update decision to `index.ts`.
  * It does not retry and does not classify errors; the queue and `classify()` do that.
  */
+import type { Readable } from 'node:stream'
 import { z } from 'zod'
 import {
   SyncFailure,
@@ -141,6 +142,63 @@ function documentsOf(data: unknown): Record<string, unknown>[] | undefined {
   const list = Array.isArray(data) ? data : data !== null && typeof data === 'object' && Array.isArray((data as { items?: unknown }).items) ? (data as { items: unknown[] }).items : undefined
   if (!list) return undefined
   return list.every((d) => d !== null && typeof d === 'object' && !Array.isArray(d)) ? (list as Record<string, unknown>[]) : undefined
+}
+
+/**
+ * GETs a JSON answer, reading the body here instead of letting axios decode it. Once axios has
+ * settled a response, the response and the buffers its adapter read the body into outlive the call
+ * as far as the young-generation GC can tell (a full GC finds them dead), so whatever
+ * `response.data` held was promoted to the old generation, and the body's bytes were kept, until
+ * the next mark-compact: a page of documents for every page a reconciliation run read
+ * (docs/BENCHMARKS.md, Reconciliation). Read from the stream, the body is ours alone and dies young
+ * with the page. A body that is not JSON reads as undefined (axios's lenient parsing left a string).
+ */
+async function getJson(http: HttpClient, path: string, params: Record<string, string>, timeoutMs: number): Promise<{ data: unknown; status: number }> {
+  let response: { data: unknown; status: number }
+  try {
+    response = await http.get<Readable>(path, { params, responseType: 'stream' })
+  } catch (err) {
+    // An error answer's body is a stream nobody reads; drained, its keep-alive socket is free again.
+    drainBody(err)
+    throw err
+  }
+  const body = response.data as Readable
+  response.data = undefined
+  const text = await readText(body, timeoutMs, response.status)
+  try {
+    return { data: JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text) as unknown, status: response.status }
+  } catch {
+    return { data: undefined, status: response.status }
+  }
+}
+
+/**
+ * The body as text. axios's timeout no longer watches a body it has handed over as a stream, so one
+ * that stops arriving for `timeoutMs` is given up here. A body that stalls or breaks off is an
+ * unknown outcome, which a read may retry.
+ */
+async function readText(body: Readable, timeoutMs: number, httpStatus: number): Promise<string> {
+  const details = { connectorId: genericRestConnectorId, httpStatus }
+  const parts: Buffer[] = []
+  const idle = setTimeout(() => body.destroy(new SyncFailure('unknown_outcome', `the answer stopped arriving (nothing for ${timeoutMs} ms)`, details)), timeoutMs)
+  try {
+    for await (const part of body) {
+      parts.push(part as Buffer)
+      idle.refresh()
+    }
+    return Buffer.concat(parts).toString('utf8')
+  } catch (err) {
+    if (err instanceof SyncFailure) throw err
+    const code = err !== null && typeof err === 'object' && typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'stream error'
+    throw new SyncFailure('unknown_outcome', `the answer broke off (${code})`, details, { cause: err })
+  } finally {
+    clearTimeout(idle)
+  }
+}
+
+function drainBody(err: unknown): void {
+  const body = err !== null && typeof err === 'object' ? (err as { response?: { data?: unknown } }).response?.data : undefined
+  if (body !== null && typeof body === 'object' && typeof (body as { resume?: unknown }).resume === 'function') (body as { resume(): void }).resume()
 }
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
@@ -313,9 +371,9 @@ export function genericRestClient(ctx: GenericRestContext): GenericRestClient {
   }
 
   async function listDocuments(path: string, params: Record<string, string>, what: string): Promise<{ documents: Record<string, unknown>[]; status: number }> {
-    const response = await http.get<unknown>(path, { params })
-    const documents = documentsOf(response.data)
-    if (!documents) throw new SyncFailure('config', `the ${what} list did not answer a JSON array or { items: [...] }`, { connectorId, httpStatus: response.status })
-    return { documents, status: response.status }
+    const { data, status } = await getJson(http, path, params, ctx.settings.timeoutMs)
+    const documents = documentsOf(data)
+    if (!documents) throw new SyncFailure('config', `the ${what} list did not answer a JSON array or { items: [...] }`, { connectorId, httpStatus: status })
+    return { documents, status }
   }
 }
