@@ -7,6 +7,7 @@ import { z } from 'zod'
 import {
   SyncFailure,
   createHttpClient,
+  httpClientPerConnection,
   webhookVerificationSchema,
   type ConnectorContext,
   type OrderStatusUpdate,
@@ -94,23 +95,17 @@ export function fromCrmStatus(body: CrmStatusBody): OrderStatusUpdate {
   return { state: body.status, ...Object.fromEntries(fields.filter(([, value]) => value !== undefined)) }
 }
 
-// One axios instance per (settings, secrets) pair, keyed weakly so nothing outlives the configuration.
-const httpClients = new WeakMap<DemoCrmSettings, { secrets: DemoCrmSecrets; http: HttpClient }>()
-
-function httpClientFor(ctx: DemoCrmContext): HttpClient {
-  const cached = httpClients.get(ctx.settings)
-  if (cached && cached.secrets === ctx.secrets) return cached.http
-  if (ctx.settings.baseUrl === undefined) {
+const httpClients = httpClientPerConnection((settings: DemoCrmSettings, secrets: DemoCrmSecrets) => {
+  if (settings.baseUrl === undefined) {
     throw new SyncFailure('config', 'the connection has no baseUrl, so nothing can be written back to the CRM', { connectorId: demoCrmConnectorId })
   }
-  const http = createHttpClient({
-    baseURL: ctx.settings.baseUrl,
-    timeoutMs: ctx.settings.timeoutMs,
-    headers: { Accept: 'application/json', ...(ctx.secrets.apiToken !== undefined ? { Authorization: `Bearer ${ctx.secrets.apiToken}` } : {}) },
+  return createHttpClient({
+    baseURL: settings.baseUrl,
+    timeoutMs: settings.timeoutMs,
+    headers: { Accept: 'application/json', ...(secrets.apiToken !== undefined ? { Authorization: `Bearer ${secrets.apiToken}` } : {}) },
   })
-  httpClients.set(ctx.settings, { secrets: ctx.secrets, http })
-  return http
-}
+})
+const httpClientFor = (ctx: DemoCrmContext): HttpClient => httpClients(ctx.settings, ctx.secrets)
 
 /** Our status update in the CRM's words; fields we do not know stay out. */
 export function toCrmStatus(update: OrderStatusUpdate): CrmStatusBody {

@@ -8,6 +8,7 @@ import { z } from 'zod'
 import {
   SyncFailure,
   createHttpClient,
+  httpClientPerConnection,
   type ConnectorContext,
   type MissingStock,
   type RemoteReservation,
@@ -87,21 +88,10 @@ function toRemoteReservation(answer: ReservationAnswer): RemoteReservation {
   return { externalId, reference: answer.reference, status, lines }
 }
 
-// One axios instance per (settings, secrets) pair. Keyed weakly on the settings object, so nothing
-// (least of all the token) outlives the connection's configuration.
-const httpClients = new WeakMap<DemoWmsSettings, { secrets: DemoWmsSecrets; http: HttpClient }>()
-
-function httpClientFor(ctx: DemoWmsContext): HttpClient {
-  const cached = httpClients.get(ctx.settings)
-  if (cached && cached.secrets === ctx.secrets) return cached.http
-  const http = createHttpClient({
-    baseURL: ctx.settings.baseUrl,
-    timeoutMs: ctx.settings.timeoutMs,
-    headers: { Authorization: `Bearer ${ctx.secrets.apiToken}`, Accept: 'application/json' },
-  })
-  httpClients.set(ctx.settings, { secrets: ctx.secrets, http })
-  return http
-}
+const httpClients = httpClientPerConnection((settings: DemoWmsSettings, secrets: DemoWmsSecrets) =>
+  createHttpClient({ baseURL: settings.baseUrl, timeoutMs: settings.timeoutMs, headers: { Authorization: `Bearer ${secrets.apiToken}`, Accept: 'application/json' } }),
+)
+const httpClientFor = (ctx: DemoWmsContext): HttpClient => httpClients(ctx.settings, ctx.secrets)
 
 /** "3" or "3.000" → 3. The WMS counts whole units, so "2.5" is a data error, not something to round. */
 function toWholeUnits(quantity: string, lineId: string): number {

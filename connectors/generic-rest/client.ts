@@ -8,6 +8,7 @@ import { z } from 'zod'
 import {
   SyncFailure,
   createHttpClient,
+  httpClientPerConnection,
   type ConnectorContext,
   type CustomerCredit,
   type InvoiceQuery,
@@ -207,21 +208,10 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
   return out
 }
 
-// One axios instance per (settings, secrets) pair. Keyed weakly on the settings object, so nothing
-// (least of all the token) outlives the connection's configuration.
-const httpClients = new WeakMap<GenericRestSettings, { secrets: GenericRestSecrets; http: HttpClient }>()
-
-function httpClientFor(ctx: GenericRestContext): HttpClient {
-  const cached = httpClients.get(ctx.settings)
-  if (cached && cached.secrets === ctx.secrets) return cached.http
-  const http = createHttpClient({
-    baseURL: ctx.settings.baseUrl,
-    timeoutMs: ctx.settings.timeoutMs,
-    headers: { Authorization: `Bearer ${ctx.secrets.apiToken}`, Accept: 'application/json' },
-  })
-  httpClients.set(ctx.settings, { secrets: ctx.secrets, http })
-  return http
-}
+const httpClients = httpClientPerConnection((settings: GenericRestSettings, secrets: GenericRestSecrets) =>
+  createHttpClient({ baseURL: settings.baseUrl, timeoutMs: settings.timeoutMs, headers: { Authorization: `Bearer ${secrets.apiToken}`, Accept: 'application/json' } }),
+)
+const httpClientFor = (ctx: GenericRestContext): HttpClient => httpClients(ctx.settings, ctx.secrets)
 
 /** Replaces each `{name}` in a path template with its URL-encoded value. */
 export function expandPath(template: string, params: Record<string, string>): string {

@@ -8,7 +8,7 @@
  * JSON numbers in answers are kept as their source text ("1130.50"), never turned into floats.
  */
 import type { AxiosResponse } from 'axios'
-import { SessionCache, createHttpClient, secretValuesOf, sessionKey, withSession, type ConnectorContext, type SessionGrant } from '../../src/connector-kit/index.ts'
+import { SessionCache, createHttpClient, httpClientPerConnection, secretValuesOf, sessionKey, withSession, type ConnectorContext, type SessionGrant } from '../../src/connector-kit/index.ts'
 import { KingdeeAnswerError, KingdeeError, KingdeeLoginError, isSessionLost, isSessionLostMessage, kingdeeConnectorId, type KingdeeMessage, type KingdeeStatus } from './errors.ts'
 import type { KingdeeSecrets, KingdeeSettings } from './settings.ts'
 
@@ -76,23 +76,15 @@ export interface KingdeeClient {
 
 type HttpClient = ReturnType<typeof createHttpClient>
 
-// One axios instance per (settings, secrets) pair, keyed weakly on the settings object: nothing here
-// outlives the connection's configuration.
-const httpClients = new WeakMap<KingdeeSettings, { secrets: KingdeeSecrets; http: HttpClient }>()
-
-function httpClientFor(settings: KingdeeSettings, secrets: KingdeeSecrets): HttpClient {
-  const cached = httpClients.get(settings)
-  if (cached && cached.secrets === secrets) return cached.http
-  const http = createHttpClient({
+const httpClientFor = httpClientPerConnection((settings: KingdeeSettings, secrets: KingdeeSecrets) =>
+  createHttpClient({
     baseURL: settings.baseUrl.endsWith('/') ? settings.baseUrl : `${settings.baseUrl}/`,
     timeoutMs: settings.timeoutMs,
     headers: { 'Content-Type': 'application/json; charset=utf-8', Accept: 'application/json' },
     // LoginByAppSecret sends the app secret positionally (parameters[3]): mask it by value in exchange logs.
     exchange: { secretValues: secretValuesOf(secrets) },
-  })
-  httpClients.set(settings, { secrets, http })
-  return http
-}
+  }),
+)
 
 // Kingdee's own session timeout is configurable (20 minutes by default); a session refused earlier
 // is caught by the session-lost answer and replaced, so this only bounds how long one is reused.

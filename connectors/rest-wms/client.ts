@@ -11,6 +11,7 @@ import {
   SyncFailure,
   classifyHttpError,
   createHttpClient,
+  httpClientPerConnection,
   parseRetryAfter,
   type ConnectorContext,
   type FailureKind,
@@ -124,20 +125,10 @@ function authHeaders(settings: RestWmsSettings, secrets: RestWmsSecrets): Record
   }
 }
 
-// Keyed weakly on the settings object, so nothing (least of all a secret) outlives the connection's configuration.
-const httpClients = new WeakMap<RestWmsSettings, { secrets: RestWmsSecrets; http: HttpClient }>()
-
-function httpClientFor(ctx: RestWmsContext): HttpClient {
-  const cached = httpClients.get(ctx.settings)
-  if (cached && cached.secrets === ctx.secrets) return cached.http
-  const http = createHttpClient({
-    baseURL: ctx.settings.baseUrl,
-    timeoutMs: ctx.settings.timeoutMs,
-    headers: { Accept: 'application/json', ...ctx.settings.headers, ...authHeaders(ctx.settings, ctx.secrets) },
-  })
-  httpClients.set(ctx.settings, { secrets: ctx.secrets, http })
-  return http
-}
+const httpClients = httpClientPerConnection((settings: RestWmsSettings, secrets: RestWmsSecrets) =>
+  createHttpClient({ baseURL: settings.baseUrl, timeoutMs: settings.timeoutMs, headers: { Accept: 'application/json', ...settings.headers, ...authHeaders(settings, secrets) } }),
+)
+const httpClientFor = (ctx: RestWmsContext): HttpClient => httpClients(ctx.settings, ctx.secrets)
 
 /**
  * Fills a path template. Each value is URL-encoded; a list (`{skus}`) is joined by `separator`.

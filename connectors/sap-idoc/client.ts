@@ -4,7 +4,7 @@
  * reads the IDoc number SAP assigned from the answer, and asks a configured status service which
  * IDocs SAP holds for a reference. It does not decide what to send and does not retry.
  */
-import { SyncFailure, XmlParseError, asArray, createHttpClient, parseXml, secretValuesOf, xmlText, type ConnectorContext, type XmlNode, type XmlValue } from '../../src/connector-kit/index.ts'
+import { SyncFailure, XmlParseError, asArray, createHttpClient, httpClientPerConnection, parseXml, secretValuesOf, xmlText, type ConnectorContext, type XmlNode, type XmlValue } from '../../src/connector-kit/index.ts'
 import { SapAnswerError, sapIdocConnectorId } from './errors.ts'
 import { controlRecord, idocSoapEnvelope, idocXml, newDocnum, type Orders05Document } from './idoc.ts'
 import type { SapIdocSecrets, SapIdocSettings } from './settings.ts'
@@ -43,21 +43,11 @@ export interface SapIdocClient {
 }
 
 type HttpClient = ReturnType<typeof createHttpClient>
-const httpClients = new WeakMap<SapIdocSettings, { secrets: SapIdocSecrets; http: HttpClient }>()
-
-function httpClientFor(ctx: SapIdocContext): HttpClient {
-  const cached = httpClients.get(ctx.settings)
-  if (cached && cached.secrets === ctx.secrets) return cached.http
-  const basic = Buffer.from(`${ctx.secrets.username}:${ctx.secrets.password}`, 'utf8').toString('base64')
-  const http = createHttpClient({
-    baseURL: ctx.settings.baseUrl,
-    timeoutMs: ctx.settings.timeoutMs,
-    headers: { Authorization: `Basic ${basic}` },
-    exchange: { secretValues: secretValuesOf(ctx.secrets) },
-  })
-  httpClients.set(ctx.settings, { secrets: ctx.secrets, http })
-  return http
-}
+const httpClients = httpClientPerConnection((settings: SapIdocSettings, secrets: SapIdocSecrets) => {
+  const basic = Buffer.from(`${secrets.username}:${secrets.password}`, 'utf8').toString('base64')
+  return createHttpClient({ baseURL: settings.baseUrl, timeoutMs: settings.timeoutMs, headers: { Authorization: `Basic ${basic}` }, exchange: { secretValues: secretValuesOf(secrets) } })
+})
+const httpClientFor = (ctx: SapIdocContext): HttpClient => httpClients(ctx.settings, ctx.secrets)
 
 /** The first element of that local name anywhere in the document, depth first. */
 function findElement(value: XmlValue | undefined, name: string): XmlValue | undefined {

@@ -20,6 +20,21 @@ export interface HttpClientOptions {
   exchange?: ExchangeRecordOptions
 }
 
+/**
+ * One client per connection configuration: `build` runs once per (settings, secrets) pair. Keyed
+ * weakly on the settings object, so nothing (least of all a secret) outlives the configuration.
+ */
+export function httpClientPerConnection<Settings extends object, Secrets>(build: (settings: Settings, secrets: Secrets) => AxiosInstance): (settings: Settings, secrets: Secrets) => AxiosInstance {
+  const clients = new WeakMap<Settings, { secrets: Secrets; http: AxiosInstance }>()
+  return (settings, secrets) => {
+    const cached = clients.get(settings)
+    if (cached && cached.secrets === secrets) return cached.http
+    const http = build(settings, secrets)
+    clients.set(settings, { secrets, http })
+    return http
+  }
+}
+
 // Shared keep-alive agents: one POST per job over fresh sockets is ~3x slower (see DESIGN.md).
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 64 })
 const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 64 })

@@ -6,6 +6,7 @@ export * from './failure.ts'
 export { failureKindForStatus, parseRetryAfter } from './http-status.ts'
 export {
   createHttpClient,
+  httpClientPerConnection,
   classifyHttpError,
   recordExchanges,
   withExchangeCapture,
