@@ -211,6 +211,8 @@ export interface ErpSimulatorOptions {
   /** Webhook retries after the first attempt (default 5) and the first backoff (default 200 ms, doubling). */
   webhookRetries?: number
   webhookRetryDelayMs?: number
+  /** Called with each sales order created through `POST /sales-orders` (not a replayed answer), as it is stored. */
+  onSalesOrderCreated?: (order: Readonly<SimulatedSalesOrder>) => void
 }
 
 const salesOrderBodySchema = z.looseObject({
@@ -698,6 +700,7 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
     const order: SimulatedSalesOrder = { ...body, id: `SO-${String(counter).padStart(6, '0')}`, createdAt: now, updatedAt: now }
     orders.set(order.id, order)
     index(order)
+    options.onSalesOrderCreated?.(order)
     const payload = JSON.stringify(order)
     // Like Stripe: only a request that ran is remembered, so a fixed invalid body can be sent again.
     if (idempotencyKey !== undefined) responsesByKey.set(idempotencyKey, { fingerprint, status: 201, payload })
