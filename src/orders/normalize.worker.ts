@@ -2,7 +2,6 @@ import { Worker, type Job } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Logger } from '../connector-kit/index.ts'
 import { ingestJobSchema, ingestQueueName, type IngestJob, type QueueSet } from '../queue/queues.ts'
-import { mergeDispatch, newUnitOfWork } from './lifecycle.ts'
 import { normalizeInboxEvents, type NormalizeDeps } from './normalize.job.ts'
 
 /**
@@ -15,11 +14,9 @@ export function startNormalizeWorker(deps: NormalizeDeps & { queues: QueueSet },
     async (job: Job<IngestJob>) => {
       const { inboxIds, correlationId } = ingestJobSchema.parse(job.data)
       const results: Record<string, number> = {}
-      const work = newUnitOfWork()
-      const outcomes = await normalizeInboxEvents(deps, inboxIds)
+      const { outcomes, work } = await normalizeInboxEvents(deps, inboxIds)
       for (const [i, outcome] of outcomes.entries()) {
         results[outcome.result] = (results[outcome.result] ?? 0) + 1
-        if (outcome.result === 'applied' || outcome.result === 'refused') mergeDispatch(work, outcome.work)
         if (outcome.result === 'needs_attention') deps.log.warn({ correlationId, inboxId: inboxIds[i], errors: outcome.errors.length }, 'event needs attention')
       }
       // Committed already: if this enqueue is lost, the sweepers find the links pending and the reminders scheduled.

@@ -11,9 +11,9 @@ import { createConnectionRegistry } from '../../src/connections/connection-regis
 import { migrate } from '../../src/db/migrate.ts'
 import { demoConfig } from '../../src/demo/demo-environment.ts'
 import { createInboxWriter, type InboxEntry } from '../../src/ingest/inbox-writer.ts'
-import { createFileCatalog, loadMappingSpecs } from '../../src/mapping/mapping-catalog.ts'
-import { createLifecycle } from '../../src/orders/lifecycle.ts'
-import { normalizeInboxEvent } from '../../src/orders/normalize.job.ts'
+import { createFileCatalog, loadMappingSpecs, type MappingCatalog } from '../../src/mapping/mapping-catalog.ts'
+import { createLifecycle, type Lifecycle } from '../../src/orders/lifecycle.ts'
+import { normalizeInboxEvents } from '../../src/orders/normalize.job.ts'
 import { createQueueSet, ingestJobId, syncJobId, type QueueSet } from '../../src/queue/queues.ts'
 import { sweep } from '../../src/queue/sweeper.ts'
 import { appendChanges, headOfFeed, readChanges, type Change } from '../../src/status/change-feed.ts'
@@ -55,8 +55,12 @@ describe.each(engines)('storage on %s', (engine) => {
     const inbox = createInboxWriter(t.db, async () => {})
     return Promise.all(entries.map((e) => inbox.write(e)))
   }
-  const normalize = (inboxId: number, mappings = createFileCatalog(specs)) =>
-    normalizeInboxEvent({ db: t.db, connections, mappings, lifecycle: createLifecycle({ connections, notifications: { rules: [] } }), notifications: { rules: [] }, log: console }, inboxId)
+  const normalizeAll = (inboxIds: number[], options: { mappings?: MappingCatalog; lifecycle?: Lifecycle } = {}) =>
+    normalizeInboxEvents(
+      { db: t.db, connections, mappings: options.mappings ?? createFileCatalog(specs), lifecycle: options.lifecycle ?? createLifecycle({ connections, notifications: { rules: [] } }), notifications: { rules: [] }, log: console },
+      inboxIds,
+    )
+  const normalize = async (inboxId: number, mappings?: MappingCatalog) => (await normalizeAll([inboxId], { mappings })).outcomes[0]!
 
   it('applies migrations once', async () => {
     expect(await migrate(t.db)).toEqual([])
@@ -138,6 +142,48 @@ describe.each(engines)('storage on %s', (engine) => {
     expect(skipped.map((s) => s.detail.reason)).toContain('repeated version')
   })
 
+  it('applies the events of one commit together, and a job run twice at once applies each event once', async () => {
+    const v = (order: number, version: number, delivery = 1) =>
+      entry(600 + order, { eventId: `msg_run_${order}_v${version}_${delivery}`, sourceVersion: version, document: { ...sampleOrder(600 + order, `SO-S-R${order}`), version }, externalId: `SO-S-R${order}` })
+    const written = await write([v(1, 1), v(2, 1), v(1, 2), v(3, 1), v(1, 2, 2)])
+    const ids = written.map((w) => w.inboxId)
+    const runs = await Promise.all([normalizeAll(ids), normalizeAll(ids)])
+    const byEvent = ids.map((_, i) => runs.map((r) => r.outcomes[i]!.result).filter((result) => result !== 'already_done'))
+    expect(byEvent).toEqual([['applied'], ['applied'], ['applied'], ['applied'], ['stale']])
+    // Only the run that applied has steps to enqueue.
+    expect(runs.filter((r) => r.work.jobs.length > 0)).toHaveLength(1)
+    const orders = await t.db.query<{ external_id: string; source_version: number }>(`select external_id, source_version from orders where external_id like 'SO-S-R%' order by external_id`)
+    expect(orders).toEqual([
+      { external_id: 'SO-S-R1', source_version: 2 },
+      { external_id: 'SO-S-R2', source_version: 1 },
+      { external_id: 'SO-S-R3', source_version: 1 },
+    ])
+    const history = await t.db.query<{ kind: string }>(`select e.kind from order_events e join orders o on o.id = e.order_id where o.external_id = 'SO-S-R1' order by e.id`)
+    expect(history.map((h) => h.kind)).toEqual(['received', 'transition', 'updated', 'stale_skipped'])
+  })
+
+  it('commits the events before a failing one and leaves the rest for the retry', async () => {
+    const written = await write([entry(700), entry(701), entry(702)])
+    const ids = written.map((w) => w.inboxId)
+    const real = createLifecycle({ connections, notifications: { rules: [] } })
+    // It fails in the run's transaction and again alone: the run is rolled back, then applied one by one.
+    let failures = 2
+    const flaky: Lifecycle = {
+      ...real,
+      async approvalsFor(db, order) {
+        if (order.externalId === 'SO-S-701' && failures-- > 0) throw new Error('the approval rules could not be read')
+        return real.approvalsFor(db, order)
+      },
+    }
+    await expect(normalizeAll(ids, { lifecycle: flaky })).rejects.toThrow('the approval rules could not be read')
+    const status = async () =>
+      (await t.db.query<{ id: number; status: string }>('select id, status from inbox_events where id = any($1::bigint[]) order by id', [ids])).map((r) => r.status)
+    expect(await status()).toEqual(['processed', 'pending', 'pending'])
+    const retry = await normalizeAll(ids, { lifecycle: flaky })
+    expect(retry.outcomes.map((o) => o.result)).toEqual(['already_done', 'applied', 'applied'])
+    expect(await status()).toEqual(['processed', 'processed', 'processed'])
+  })
+
   it('puts a document that does not map into "needs attention" with field-level errors', async () => {
     const strict = createFileCatalog(
       specs.map((s) => (s.id === 'demo-crm.to-canonical.order' ? { ...s, fields: [...s.fields, { to: 'region', from: 'region', required: true, fallback: 'error' as const, transform: [] }] } : s)),
@@ -151,14 +197,14 @@ describe.each(engines)('storage on %s', (engine) => {
   it('re-enqueues committed work that has no job (Redis flushed, or a crash before enqueue)', async () => {
     const [pending] = await write([entry(500)])
     const [applied] = await write([entry(501)])
-    const outcome = await normalize(applied!.inboxId)
-    expect(outcome.result).toBe('applied')
+    const { outcomes, work } = await normalizeAll([applied!.inboxId])
+    expect(outcomes[0]!.result).toBe('applied')
     await deleteQueueKeys(prefix) // as FLUSHALL would
     const result = await sweep(t.db, queues, { graceSeconds: 0 })
     expect(result.inbox).toBeGreaterThanOrEqual(1)
     expect(await queues.ingest.getJob(ingestJobId([pending!.inboxId]))).toBeTruthy()
     // An approved order asks for its stock reservation and tells the CRM; the ERP step follows the reservation.
-    const jobs = outcome.result === 'applied' ? outcome.work.jobs : []
+    const { jobs } = work
     expect(jobs.map((j) => `${j.connectionId} ${j.operation}`).sort()).toEqual(['demo-crm crm.status', 'demo-wms inventory.reserve'])
     expect(result.sync).toBeGreaterThanOrEqual(jobs.length)
     for (const job of jobs) expect(await queues.sync(job.connectionId).getJob(syncJobId(job)), `${job.connectionId} ${job.operation}`).toBeTruthy()
