@@ -106,6 +106,12 @@ export async function lockOrder(tx: Queryable, id: string): Promise<OrderRow | u
   return row && orderFromRow(row)
 }
 
+/** Locks several orders in one statement, in id order, so two callers locking overlapping sets never deadlock. */
+export async function lockOrders(tx: Queryable, ids: readonly string[]): Promise<Map<string, OrderRow>> {
+  const rows = await tx.query(`select ${orderColumns} from orders where id = any($1::uuid[]) order by id for update`, [ids])
+  return new Map(rows.map((r) => [r.id as string, orderFromRow(r)]))
+}
+
 export interface OrderFilter {
   connectionId?: string
   externalId?: string

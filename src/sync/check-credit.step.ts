@@ -7,9 +7,7 @@
 import { SyncFailure } from '../connector-kit/index.ts'
 import { decideCredit } from '../approvals/credit-decision.ts'
 import { approveLevel } from '../approvals/approval-decisions.ts'
-import { newUnitOfWork } from '../orders/lifecycle.ts'
-import { lockOrder } from '../orders/order.repository.ts'
-import { callRemote, fail, operationContext, release, runLeasedStep, settleLink, type Attempt, type StepOutcome, type SyncDeps } from './step-runtime.ts'
+import { callRemote, fail, operationContext, release, runLeasedStep, settleLink, settleStep, type Attempt, type StepOutcome, type SyncDeps } from './step-runtime.ts'
 
 export const checkCreditStepId = 'check-credit'
 
@@ -27,9 +25,7 @@ export function checkCredit(deps: SyncDeps, attempt: Attempt): Promise<StepOutco
     const call = await callRemote(deps, step, ctx, () => credit.getCustomerCredit(ctx, order.document.customer.externalId))
     const decision = decideCredit(call.value, { total: order.total, currency: order.currency })
 
-    const work = newUnitOfWork()
-    await deps.db.transaction(async (tx) => {
-      const locked = await lockOrder(tx, order.id)
+    await settleStep(deps, step, async (tx, locked, work) => {
       await settleLink(tx, step, [call], { externalId: null, done: 'synced' })
       await tx.query(`update approvals set credit = $2 where order_id = $1 and level = 'finance'`, [order.id, JSON.stringify({ ...decision.figures, reason: decision.reason, autoApprove: decision.autoApprove })])
       if (locked && decision.autoApprove) {
@@ -37,9 +33,7 @@ export function checkCredit(deps: SyncDeps, attempt: Attempt): Promise<StepOutco
       } else {
         work.events.push({ orderId: order.id, kind: 'credit_checked', cause: `${step.connection.id} credit check`, detail: { reason: decision.reason, ...(decision.figures ? { figures: decision.figures } : {}) } })
       }
-      await deps.lifecycle.finish(tx, work)
     })
-    await deps.lifecycle.dispatch(work, step.job.correlationId)
     return { result: 'synced' }
   })
 }

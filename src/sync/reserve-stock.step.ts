@@ -5,10 +5,8 @@
  * reject it. A cancelled order's reservation is released.
  */
 import { isSyncFailure, SyncFailure, type OperationContext, type Reservation, type ReservationRequest } from '../connector-kit/index.ts'
-import { newUnitOfWork } from '../orders/lifecycle.ts'
-import { lockOrder } from '../orders/order.repository.ts'
 import type { OrderState } from '../orders/order-state.ts'
-import { callRemote, fail, operationContext, release, runLeasedStep, settleLink, type Attempt, type Called, type LeasedStep, type StepOutcome, type SyncDeps } from './step-runtime.ts'
+import { callRemote, fail, operationContext, release, runLeasedStep, settleLink, settleStep, type Attempt, type Called, type LeasedStep, type StepOutcome, type SyncDeps } from './step-runtime.ts'
 
 export const reserveStockStepId = 'reserve-stock'
 
@@ -62,9 +60,7 @@ export function reserveStock(deps: SyncDeps, attempt: Attempt): Promise<StepOutc
     const missing = 'missing' in answer ? answer.missing : []
     const backordered = 'lines' in answer ? answer.lines.filter((l) => l.reserved !== l.requested) : []
 
-    const work = newUnitOfWork()
-    await deps.db.transaction(async (tx) => {
-      const locked = await lockOrder(tx, order.id)
+    await settleStep(deps, step, async (tx, locked, work) => {
       if (!locked) return
       const held = missing.length > 0
       await settleLink(tx, step, [call], { externalId: 'externalId' in answer ? answer.externalId : null, done: held ? 'held' : 'synced' })
@@ -89,9 +85,7 @@ export function reserveStock(deps: SyncDeps, attempt: Attempt): Promise<StepOutc
         // Otherwise the order was cancelled during the call: its cancellation asked for this step
         // again (the link is pending once more), and that run releases what was just reserved.
       }
-      await deps.lifecycle.finish(tx, work)
     })
-    await deps.lifecycle.dispatch(work, step.job.correlationId)
     return missing.length ? { result: 'waiting', reason: `short of stock on ${missing.length} line(s)` } : { result: 'synced', externalId: (answer as Reservation).externalId }
   })
 }
@@ -107,12 +101,9 @@ async function releaseReservation(deps: SyncDeps, step: LeasedStep, ctx: Operati
   }
   const toRelease = existing
   if (toRelease) calls.push(await callRemote(deps, step, ctx, () => inventory.release(ctx, toRelease)))
-  const work = newUnitOfWork()
-  await deps.db.transaction(async (tx) => {
-    await lockOrder(tx, step.order.id)
+  await settleStep(deps, step, async (tx, _locked, work) => {
     await settleLink(tx, step, calls, { externalId: existing?.externalId ?? null, done: 'cancelled' })
     work.events.push({ orderId: step.order.id, kind: 'external_call', cause: existing ? `${step.connection.id} released reservation ${existing.externalId}` : `${step.connection.id} held no reservation` })
-    await deps.lifecycle.finish(tx, work)
   })
   return { result: 'cancelled', ...(existing ? { externalId: existing.externalId } : {}) }
 }

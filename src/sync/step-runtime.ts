@@ -12,6 +12,7 @@ import type { Lifecycle } from '../orders/lifecycle.ts'
 import { orderFromRow, selectOrder, type OrderRow } from '../orders/order.repository.ts'
 import type { SyncJob } from '../queue/queues.ts'
 import { changeParams, changeRows } from '../status/change-feed.ts'
+import { settleTogether, type Settle } from './settle-group.ts'
 
 /**
  * A step holds its lease while it runs and renews it every `leaseMs / 3`, so a step that takes
@@ -186,12 +187,22 @@ export async function callRemote<T>(deps: SyncDeps, step: LeasedStep, ctx: Opera
 }
 
 /**
+ * The step's settling transaction, shared with the other steps finishing at the same time
+ * (settle-group.ts): `settle` gets the order under its row lock, taken before the link's as every
+ * writer takes them, and a unit of work whose history is written in the same transaction and
+ * whose jobs are enqueued once it has committed.
+ */
+export async function settleStep(deps: SyncDeps, step: LeasedStep, settle: Settle): Promise<void> {
+  const work = await settleTogether(deps.db, step.order.id, settle)
+  await deps.lifecycle.dispatch(work, step.job.correlationId)
+}
+
+/**
  * Settles the link in one statement: the calls' attempts succeeded, the link records the target's
  * id and the version reached (and goes back to pending when a newer one was asked for meanwhile).
  * `held`: the target answered but the version is not reached yet (stock short); the step runs
  * again when it is asked for again.
- * Call it in the transaction that holds the order's row lock (taken before the link's, as every
- * writer takes them).
+ * Call it in `settleStep`, which holds the order's row lock.
  */
 export async function settleLink(tx: Queryable, step: LeasedStep, calls: readonly Called<unknown>[], outcome: { externalId: string | null; done: 'synced' | 'cancelled' | 'held' }): Promise<void> {
   const { job } = step

@@ -5,10 +5,8 @@
 import { SyncFailure, type OperationContext, type RemoteRecord } from '../connector-kit/index.ts'
 import { applyMapping } from '../mapping/mapping-catalog.ts'
 import { describeMappingError } from '../mapping/compile-mapping.ts'
-import { newUnitOfWork } from '../orders/lifecycle.ts'
-import { lockOrder } from '../orders/order.repository.ts'
 import { issuesOf } from '../shared/field-issues.ts'
-import { callRemote, fail, operationContext, release, runLeasedStep, settleLink, type Attempt, type Called, type LeasedStep, type StepOutcome, type SyncDeps } from './step-runtime.ts'
+import { callRemote, fail, operationContext, release, runLeasedStep, settleLink, settleStep, type Attempt, type Called, type LeasedStep, type StepOutcome, type SyncDeps } from './step-runtime.ts'
 
 export const upsertSalesOrderStepId = 'upsert-sales-order'
 
@@ -47,18 +45,13 @@ export function upsertSalesOrder(deps: SyncDeps, attempt: Attempt): Promise<Step
     const call = await callRemote(deps, step, ctx, () => capability.upsert.run(ctx, input.data, existing))
     const externalId = call.value.externalId
 
-    const work = newUnitOfWork()
-    await deps.db.transaction(async (tx) => {
-      // The order's row first, then the link's, as every writer takes them: the other order deadlocks.
-      const locked = await lockOrder(tx, order.id)
+    await settleStep(deps, step, async (tx, locked, work) => {
       await settleLink(tx, step, [call], { externalId, done: 'synced' })
       work.changes.push({ type: 'sync.succeeded', orderId: order.id, connectionId: step.connection.id, data: { operation: step.job.operation, externalId, sourceVersion: link.targetVersion } })
       if (locked && (locked.state === 'approved' || locked.state === 'reserved')) {
         await deps.lifecycle.transition(tx, work, locked, 'pending_shipment', `${step.connection.id} created sales order ${externalId}`, { erpOrderNumber: externalId })
       }
-      await deps.lifecycle.finish(tx, work)
     })
-    await deps.lifecycle.dispatch(work, step.job.correlationId)
     // A newer version may have arrived while this one was being written; its own job syncs it.
     return { result: 'synced', externalId }
   })
@@ -80,13 +73,10 @@ async function cancelSalesOrder(deps: SyncDeps, step: LeasedStep, ctx: Operation
   }
   const toCancel = existing
   if (toCancel) calls.push(await callRemote(deps, step, ctx, () => capability.cancel!(ctx, toCancel)))
-  const work = newUnitOfWork()
-  await deps.db.transaction(async (tx) => {
-    await lockOrder(tx, order.id) // before the link, as above
+  await settleStep(deps, step, async (tx, _locked, work) => {
     await settleLink(tx, step, calls, { externalId: existing?.externalId ?? null, done: 'cancelled' })
     work.events.push({ orderId: order.id, kind: 'external_call', cause: existing ? `${step.connection.id} cancelled sales order ${existing.externalId}` : `${step.connection.id} had no sales order to cancel` })
     work.changes.push({ type: 'sync.succeeded', orderId: order.id, connectionId: step.connection.id, data: { operation: 'salesOrders.cancel', externalId: existing?.externalId ?? null, sourceVersion: step.link.targetVersion } })
-    await deps.lifecycle.finish(tx, work)
   })
   return { result: 'cancelled', ...(existing ? { externalId: existing.externalId } : {}) }
 }

@@ -4,9 +4,7 @@
  * current status, so one call brings the CRM up to date however many changes it missed.
  */
 import { SyncFailure, type OrderStatusUpdate } from '../connector-kit/index.ts'
-import { newUnitOfWork } from '../orders/lifecycle.ts'
-import { lockOrder } from '../orders/order.repository.ts'
-import { callRemote, fail, operationContext, release, runLeasedStep, settleLink, type Attempt, type StepOutcome, type SyncDeps } from './step-runtime.ts'
+import { callRemote, fail, operationContext, release, runLeasedStep, settleLink, settleStep, type Attempt, type StepOutcome, type SyncDeps } from './step-runtime.ts'
 
 export const writeBackStatusStepId = 'write-back-status'
 
@@ -22,12 +20,9 @@ export function writeBackStatus(deps: SyncDeps, attempt: Attempt): Promise<StepO
     const update = await currentStatus(deps, order.id)
     const ctx = operationContext(deps, step, 'crm.status')
     const call = await callRemote(deps, step, ctx, () => crm.updateOrderStatus(ctx, order.externalId, update))
-    const work = newUnitOfWork()
-    await deps.db.transaction(async (tx) => {
-      await lockOrder(tx, order.id)
+    await settleStep(deps, step, async (tx, _locked, work) => {
       await settleLink(tx, step, [call], { externalId: order.externalId, done: 'synced' })
       work.events.push({ orderId: order.id, kind: 'external_call', cause: `${step.connection.id}: status ${update.state} written back`, detail: { ...update } })
-      await deps.lifecycle.finish(tx, work)
     })
     return { result: 'synced', externalId: order.externalId }
   })
