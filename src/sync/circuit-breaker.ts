@@ -12,7 +12,8 @@
  *   operator) closes it again, since no amount of waiting fixes a credential.
  *
  * Every transition is made by one Lua script, so exactly one process wins it; that process logs it,
- * and the script counts it. This module decides nothing about retrying a job: `sync.worker.ts` does,
+ * and the script counts it. A process that has just seen the breaker closed trusts that for
+ * `trustClosedMs`, so a healthy connection's steps cost no Redis call each. This module decides nothing about retrying a job: `sync.worker.ts` does,
  * and reports each step's evidence here.
  */
 import { createHash } from 'node:crypto'
@@ -102,6 +103,14 @@ export interface BreakerContext {
   log: Logger
 }
 
+/**
+ * A process trusts a closed breaker it saw this recently (milliseconds): while the remote is healthy
+ * a step is admitted without a Redis call, and successes are counted together every
+ * `successFlushMs`. So an opening made by another process reaches this one's running steps up to
+ * this late; the queue pause that comes with it stops new jobs at once.
+ */
+export const trustClosedMs = 250
+const successFlushMs = 50
 /** How long a probe may hold its token; a crashed probe's token expires and another job probes. */
 export const probeTtlMs = 60_000
 /** Jobs that meet a paused connection look again this late (the queue is paused meanwhile anyway). */
@@ -136,11 +145,18 @@ local function close(from, why)
 end
 `
 
-/** ARGV: now, jobId, verdict, reason, failureThreshold, errorRate, window, cooldownMs, maxCooldownMs. */
+/** ARGV: now, jobId, verdict, reason, failureThreshold, errorRate, window, cooldownMs, maxCooldownMs, earlier successes. */
 const recordScript = script(`${luaPrelude}
 local jobId, verdict, reason = ARGV[2], ARGV[3], ARGV[4]
 local threshold, errorRate, window = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local cooldown, maxCooldown = tonumber(ARGV[8]), tonumber(ARGV[9])
+-- Successes the process counted by itself since its last call (see trustClosedMs): they came first.
+local earlier = tonumber(ARGV[10] or 0)
+if state == 'closed' and earlier > 0 then
+  redis.call('HSET', stateKey, 'failures', 0)
+  for _ = 1, math.min(earlier, window) do redis.call('LPUSH', windowKey, 0) end
+  redis.call('LTRIM', windowKey, 0, window - 1)
+end
 if verdict == 'halt' then
   if state == 'paused' then return false end
   redis.call('HSET', stateKey, 'state', 'paused', 'since', now, 'reason', reason, 'failures', 0)
@@ -238,13 +254,44 @@ export function createCircuitBreaker(ctx: BreakerContext & { settings: CircuitBr
   const { settings } = ctx
   let timer: NodeJS.Timeout | undefined
   let ticking: Promise<void> | undefined
+  // Real time, not `now`: tests move that clock by hand, and trust must still run out.
+  let closedSeenAt = Number.NEGATIVE_INFINITY
+  const trusted = () => performance.now() - closedSeenAt < trustClosedMs
+  /** Successes seen while trusting the breaker closed, not yet counted in Redis. */
+  let uncounted = 0
+  let flushTimer: NodeJS.Timeout | undefined
+  const takeUncounted = () => {
+    clearTimeout(flushTimer)
+    flushTimer = undefined
+    const n = uncounted
+    uncounted = 0
+    return n
+  }
+  const recordArgs = (jobId: string, verdict: Verdict, reason: string, earlier: number) => [
+    now(),
+    jobId,
+    verdict,
+    reason,
+    settings.failureThreshold,
+    settings.errorRate,
+    settings.window,
+    settings.cooldownMs,
+    settings.maxCooldownMs,
+    earlier,
+  ]
+  const flush = async () => {
+    const earlier = takeUncounted()
+    if (earlier) await evalScript(ctx.redis, recordScript, keyList, recordArgs('', 'neutral', '', earlier)).catch((err) => ctx.log.warn({ err, connectorId: ctx.connectionId }, 'circuit breaker could not count successes'))
+  }
 
   const breaker: CircuitBreaker = {
     connectionId: ctx.connectionId,
 
     async admit(jobId) {
+      if (trusted()) return { run: true, probe: false }
       try {
         const [run, value] = (await evalScript(ctx.redis, admitScript, keyList, [now(), jobId, probeTtlMs])) as [number, number]
+        if (run === 1 && value === 0) closedSeenAt = performance.now() // only a closed breaker admits without a probe
         if (run === 1) return { run: true, probe: value === 1 }
         if (value < 0) return { run: false, retryInMs: pausedRecheckMs }
         // A little jitter, so jobs sent back together do not all come back in the same instant.
@@ -258,6 +305,10 @@ export function createCircuitBreaker(ctx: BreakerContext & { settings: CircuitBr
 
     async record(jobId, evidence) {
       const verdict = verdictOf(evidence)
+      if (trusted() && (verdict === 'success' || verdict === 'neutral')) {
+        if (verdict === 'success' && uncounted++ === 0) flushTimer = setTimeout(() => void flush(), successFlushMs)
+        return undefined
+      }
       if (verdict === 'neutral') {
         // The cheap path for most neutral steps: only a half-open breaker's probe needs to hear of it.
         const state = await ctx.redis.hget(keys.state, 'state').catch(() => null)
@@ -265,18 +316,9 @@ export function createCircuitBreaker(ctx: BreakerContext & { settings: CircuitBr
       }
       const reason = evidence.outcome === 'failure' ? `${evidence.kind}: ${evidence.message}` : evidence.outcome
       try {
-        const raw = await evalScript(ctx.redis, recordScript, keyList, [
-          now(),
-          jobId,
-          verdict,
-          reason,
-          settings.failureThreshold,
-          settings.errorRate,
-          settings.window,
-          settings.cooldownMs,
-          settings.maxCooldownMs,
-        ])
+        const raw = await evalScript(ctx.redis, recordScript, keyList, recordArgs(jobId, verdict, reason, takeUncounted()))
         const transition = toTransition(ctx.connectionId, raw)
+        if (transition && transition.to !== 'closed') closedSeenAt = Number.NEGATIVE_INFINITY
         if (transition) await settle(ctx, transition)
         return transition
       } catch (err) {
@@ -307,6 +349,7 @@ export function createCircuitBreaker(ctx: BreakerContext & { settings: CircuitBr
     async stop() {
       clearInterval(timer)
       await ticking
+      await flush()
     },
   }
   return breaker

@@ -12,6 +12,7 @@ import {
   createCircuitBreaker,
   readBreaker,
   resumeConnection,
+  trustClosedMs,
   verdictOf,
   type CircuitBreaker,
   type StepEvidence,
@@ -234,6 +235,34 @@ describe('a circuit breaker shared in Redis', () => {
       await b.record('probe', success)
       expect((await a.snapshot()).state).toBe('closed')
       expect(await a.admit('j2')).toEqual({ run: true, probe: false })
+    })
+
+    it('trusts a closed breaker it has just seen for a moment: an opening elsewhere reaches it that late', async () => {
+      const a = breaker({ failureThreshold: 2 }, true)
+      const b = breaker({ failureThreshold: 2 }, true)
+      expect(await b.admit('j0')).toEqual({ run: true, probe: false })
+      await a.record('f1', transient)
+      await a.record('f2', transient)
+      expect((await b.snapshot()).state).toBe('open')
+      expect((await b.admit('j1')).run).toBe(true) // within trustClosedMs of seeing it closed
+      await new Promise((r) => setTimeout(r, trustClosedMs + 20))
+      expect((await b.admit('j2')).run).toBe(false)
+    })
+
+    it('counts the successes of trusted steps together, before any failure that follows them', async () => {
+      const b = breaker({ failureThreshold: 3, window: 10 })
+      await b.admit('j0')
+      await b.record('s1', success)
+      await b.record('s2', success)
+      expect((await b.snapshot()).recent.calls).toBe(0) // not one Redis call per success
+      await b.record('f1', transient)
+      expect(await b.snapshot()).toMatchObject({ consecutiveFailures: 1, recent: { calls: 3, failures: 1 } })
+      await b.record('s3', success)
+      await new Promise((r) => setTimeout(r, 100))
+      expect(await b.snapshot()).toMatchObject({ consecutiveFailures: 0, recent: { calls: 4, failures: 1 } })
+      await b.record('s4', success)
+      await b.stop() // a stopping worker counts what it saw
+      expect((await b.snapshot()).recent.calls).toBe(5)
     })
 
     it('lets only one of many concurrent jobs take the probe', async () => {
