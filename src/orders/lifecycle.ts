@@ -6,7 +6,7 @@
  * `dispatch` enqueues its jobs once it has committed (the sweeper covers a lost enqueue).
  */
 import type { Queue } from 'bullmq'
-import { loadActiveApprovalRules, type ApprovalRulesVersion, type RequiredApprovals } from '../approvals/approval-rule-versions.ts'
+import { findApprovalRulesVersion, loadActiveApprovalRules, type ApprovalRulesVersion, type RequiredApprovals } from '../approvals/approval-rule-versions.ts'
 import { evaluateApprovalRules } from '../approvals/evaluate-approval-rules.ts'
 import type { Connection, ConnectionRegistry } from '../connections/connection-registry.ts'
 import type { Queryable } from '../db/database.ts'
@@ -55,8 +55,11 @@ export interface OrderRef {
 }
 
 export interface Lifecycle {
-  /** The approvals a new order needs under the active rules (cached for a second). */
-  approvalsFor(db: Queryable, order: CanonicalOrder): Promise<RequiredApprovals>
+  /**
+   * The approvals an order needs under the active rules. `activeVersion`: the active version as the
+   * caller's statement already read it (null: none is active); otherwise it is read here.
+   */
+  approvalsFor(db: Queryable, order: CanonicalOrder, activeVersion?: number | null): Promise<RequiredApprovals>
   /** Moves the order to `to` and does everything that follows from it; mutates `order.state`. */
   transition(tx: Queryable, work: UnitOfWork, order: OrderRef, to: OrderState, cause: string, detail?: Record<string, unknown>): Promise<void>
   /** Asks for the first fulfilment step again (a new source version, or stock arrived for a hold). */
@@ -83,14 +86,22 @@ export interface LifecycleOptions {
   stockPushQueue?: Queue<StockPushJob>
 }
 
-const approvalsCacheMs = 1_000
-
 const writesBack = (c: Connection) => Boolean(c.connector.crm && (c.connector.crm.enabled?.(c.settings) ?? true))
 
 export function createLifecycle(options: LifecycleOptions): Lifecycle {
   const { connections } = options
   const { erp, inventory } = connections.pipeline
-  let cachedRules: { at: number; db: Queryable; active: Promise<ApprovalRulesVersion | undefined> } | undefined
+  // A saved version never changes (a change is a new version), so each is read from the database once.
+  const rulesByVersion = new Map<number, Promise<ApprovalRulesVersion | undefined>>()
+  const rulesVersion = (db: Queryable, version: number) => {
+    let rules = rulesByVersion.get(version)
+    if (!rules) {
+      rules = findApprovalRulesVersion(db, version)
+      rulesByVersion.set(version, rules)
+      rules.catch(() => rulesByVersion.delete(version))
+    }
+    return rules
+  }
 
   // A transition can schedule or cancel reminders only when some rule waits, or fires on entering
   // `to`, or watches invoices (which a final state cancels); otherwise it spares the queries.
@@ -106,12 +117,8 @@ export function createLifecycle(options: LifecycleOptions): Lifecycle {
   }
 
   const lifecycle: Lifecycle = {
-    async approvalsFor(db, order) {
-      // Rules change rarely; reading the active version once a second keeps a query off every order.
-      if (!cachedRules || cachedRules.db !== db || Date.now() - cachedRules.at > approvalsCacheMs) {
-        cachedRules = { at: Date.now(), db, active: loadActiveApprovalRules(db) }
-      }
-      const active = await cachedRules.active
+    async approvalsFor(db, order, activeVersion) {
+      const active = activeVersion === undefined ? await loadActiveApprovalRules(db) : activeVersion === null ? undefined : await rulesVersion(db, activeVersion)
       if (!active) return { levels: [], matchedRule: null, reasons: ['no approval rules are configured: approved by policy'], rulesVersion: null }
       return { ...evaluateApprovalRules(active.policy, order), rulesVersion: active.version }
     },

@@ -241,10 +241,12 @@ async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, d
   const cancelled = event.event_type === 'order.cancelled'
 
   // Inserting first makes a concurrent first event for the same order wait on this row, not race it.
-  const [inserted] = await tx.query<{ id: string }>(
+  // The active approval rules' version is read in the same statement, for a new order's approval.
+  const [inserted] = await tx.query<{ id: string; active_rules: number | null }>(
     `insert into orders (id, source_connection, external_id, state, source_version, document, currency, total)
      values ($1, $2, $3, 'received', $4, $5, $6, $7)
-     on conflict (source_connection, external_id) do nothing returning id`,
+     on conflict (source_connection, external_id) do nothing
+     returning id, (select version from approval_rule_versions where active) as active_rules`,
     [randomUUID(), event.connection_id, event.external_id, event.source_version, JSON.stringify(document), document.currency, document.total],
   )
   let refusal: string | undefined
@@ -254,7 +256,7 @@ async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, d
     work.events.push({ orderId: order.id, kind: 'received', to: 'received', cause })
     work.changes.push({ type: 'order.created', orderId: order.id, connectionId: event.connection_id, data: { externalId: event.external_id, total: document.total, currency: document.currency } })
     if (cancelled) await lifecycle.transition(tx, work, order, 'cancelled', cause)
-    else await startApproval(tx, deps, work, order)
+    else await startApproval(tx, deps, work, order, inserted.active_rules)
   } else {
     const existing = await lockOrderBySource(tx, event.connection_id, event.external_id)
     if (!existing) throw new Error(`order ${event.external_id} vanished under its lock`)
@@ -310,12 +312,12 @@ async function restartApproval(tx: Queryable, deps: NormalizeDeps, work: UnitOfW
 }
 
 /** A new order: approval by the active rules, or by the CRM when its connection runs approval. */
-async function startApproval(tx: Queryable, deps: NormalizeDeps, work: UnitOfWork, order: OrderRef): Promise<void> {
+async function startApproval(tx: Queryable, deps: NormalizeDeps, work: UnitOfWork, order: OrderRef, activeRules: number | null): Promise<void> {
   if (deps.connections.get(order.sourceConnection)?.approvedBy === 'crm') {
     await deps.lifecycle.transition(tx, work, order, 'pending_approval', `${order.sourceConnection} runs approval: waiting for its decision`)
     return
   }
-  const required = await deps.lifecycle.approvalsFor(tx, order.document)
+  const required = await deps.lifecycle.approvalsFor(tx, order.document, activeRules)
   if (!required.levels.length) {
     await deps.lifecycle.transition(tx, work, order, 'approved', `policy: ${required.reasons.join('; ')}`)
     return

@@ -170,9 +170,9 @@ describe.each(engines)('storage on %s', (engine) => {
     let failures = 2
     const flaky: Lifecycle = {
       ...real,
-      async approvalsFor(db, order) {
+      async approvalsFor(db, order, activeVersion) {
         if (order.externalId === 'SO-S-701' && failures-- > 0) throw new Error('the approval rules could not be read')
-        return real.approvalsFor(db, order)
+        return real.approvalsFor(db, order, activeVersion)
       },
     }
     await expect(normalizeAll(ids, { lifecycle: flaky })).rejects.toThrow('the approval rules could not be read')
