@@ -12,6 +12,7 @@ import type { Lifecycle } from '../orders/lifecycle.ts'
 import { orderFromRow, selectOrder, type OrderRow } from '../orders/order.repository.ts'
 import type { SyncJob } from '../queue/queues.ts'
 import { changeParams, changeRows } from '../status/change-feed.ts'
+import { createBatcher } from '../shared/batcher.ts'
 import { settleTogether, type Settle } from './settle-group.ts'
 
 /**
@@ -98,23 +99,61 @@ const linkKey = 'order_id = $1 and connection_id = $2 and operation = $3'
 /** Earlier attempts of this step that may have written: they answered, or their outcome is unknown. */
 const uncertainAttempts = `(select count(*)::int from sync_attempts where ${linkKey} and (outcome <> 'failed' or failure_kind = 'unknown_outcome')) as uncertain`
 
+interface LinkKey {
+  orderId: string
+  connectionId: string
+  operation: string
+}
+const keyOfLink = (k: LinkKey) => `${k.orderId} ${k.connectionId} ${k.operation}`
+
+type Taken = LeaseRow & { unchanged: boolean }
+
+/**
+ * The leases of steps starting together are taken in one statement (src/shared/batcher.ts), which
+ * also reads each order and counts the earlier attempts that may have written. An update may wait
+ * for a link's row lock and then see the version that committed meanwhile, while the order is read
+ * as the statement found it: `unchanged` says whether the two still agree.
+ */
+const leaseTakers = new WeakMap<Database, (request: LinkKey & { runId: string }) => Promise<Taken | undefined>>()
+
+function takeLeases(db: Database): (request: LinkKey & { runId: string }) => Promise<Taken | undefined> {
+  let take = leaseTakers.get(db)
+  if (take) return take
+  take = createBatcher(
+    async (requests: (LinkKey & { runId: string })[]) => {
+      const rows = await db.query<Taken & { leased_order: string; leased_connection: string; leased_operation: string }>(
+        `with wanted as (
+           select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) as w(order_id, connection_id, operation, owner)),
+         leased as (
+           update links l set lease_owner = w.owner, lease_until = now() + make_interval(secs => $5)
+           from wanted w
+           where l.order_id = w.order_id and l.connection_id = w.connection_id and l.operation = w.operation
+             and (l.lease_until is null or l.lease_until < now() or l.lease_owner = w.owner)
+           returning l.order_id as leased_order, l.connection_id as leased_connection, l.operation as leased_operation, ${linkColumns})
+         select leased.*, o.*,
+           (select count(*)::int from sync_attempts a
+             where a.order_id = leased.leased_order and a.connection_id = leased.leased_connection and a.operation = leased.leased_operation
+               and (a.outcome <> 'failed' or a.failure_kind = 'unknown_outcome')) as uncertain,
+           exists (select from links s
+             where s.order_id = leased.leased_order and s.connection_id = leased.leased_connection and s.operation = leased.leased_operation
+               and (s.external_id, s.last_synced_version, s.target_version)
+                 is not distinct from (leased.link_external_id, leased.last_synced_version, leased.target_version)) as unchanged
+         from leased left join lateral (${selectOrder('leased.leased_order')}) o on true`,
+        [requests.map((r) => r.orderId), requests.map((r) => r.connectionId), requests.map((r) => r.operation), requests.map((r) => r.runId), leaseMs / 1000],
+      )
+      const byLink = new Map(rows.map((r) => [keyOfLink({ orderId: r.leased_order, connectionId: r.leased_connection, operation: r.leased_operation }), r]))
+      return requests.map((r) => byLink.get(keyOfLink(r)))
+    },
+    { maxBatch: 64, maxInFlight: 2, keyOf: keyOfLink },
+  )
+  leaseTakers.set(db, take)
+  return take
+}
+
 async function takeLease(deps: SyncDeps, attempt: Attempt): Promise<LeasedStep> {
   const { job, runId } = attempt
   const key = [job.orderId, job.connectionId, job.operation]
-  // One round trip: take the lease, read the order, and count earlier attempts that may have written.
-  // The update may wait for the link's row lock and then see the version that committed meanwhile,
-  // while the order is read as the statement found it: `unchanged` says whether the two still agree.
-  const [taken] = await deps.db.query<LeaseRow & { unchanged: boolean }>(
-    `with leased as (
-       update links l set lease_owner = $4, lease_until = now() + make_interval(secs => $5)
-       where ${linkKey} and (lease_until is null or lease_until < now() or lease_owner = $4)
-       returning ${linkColumns})
-     select leased.*, o.*, ${uncertainAttempts},
-       exists (select from links s where ${linkKey} and (s.external_id, s.last_synced_version, s.target_version)
-         is not distinct from (leased.link_external_id, leased.last_synced_version, leased.target_version)) as unchanged
-     from leased left join lateral (${selectOrder('$1')}) o on true`,
-    [...key, runId, leaseMs / 1000],
-  )
+  const taken = await takeLeases(deps.db)({ orderId: job.orderId, connectionId: job.connectionId, operation: job.operation, runId })
   if (!taken) throw new SyncFailure('conflict', 'another step for this order and target is running', { connectorId: job.connectionId })
   // The lease is ours now, so a second read sees the order and its link as one writer left them.
   const row = taken.unchanged
@@ -166,24 +205,47 @@ export function operationContext(deps: SyncDeps, step: LeasedStep, operation: st
  */
 export async function callRemote<T>(deps: SyncDeps, step: LeasedStep, ctx: OperationContext, call: () => Promise<T>): Promise<Called<T>> {
   const { job } = step
-  const [row] = await deps.db.query<{ id: number }>(
-    'insert into sync_attempts (order_id, connection_id, operation, source_version, idempotency_key) values ($1, $2, $3, $4, $5) returning id',
-    [job.orderId, job.connectionId, job.operation, step.link.targetVersion, ctx.idempotencyKey],
-  )
+  const attemptId = await recordAttempts(deps.db)({ ...job, sourceVersion: step.link.targetVersion, idempotencyKey: ctx.idempotencyKey })
   const started = Date.now()
   try {
-    return { value: await call(), attemptId: row!.id, durationMs: Date.now() - started }
+    return { value: await call(), attemptId, durationMs: Date.now() - started }
   } catch (err) {
     const failure = isSyncFailure(err) ? err : step.connection.connector.classify(err, ctx)
     deps.log.warn({ orderId: step.order.id, connectorId: step.connection.id, operation: job.operation, kind: failure.kind, err }, 'sync step failed')
     await deps.db.query(`update sync_attempts set outcome = 'failed', finished_at = now(), duration_ms = $2, failure_kind = $3, error_message = $4 where id = $1`, [
-      row!.id,
+      attemptId,
       Date.now() - started,
       failure.kind,
       failure.message,
     ])
     throw await fail(deps, step, failure)
   }
+}
+
+type AttemptInput = LinkKey & { sourceVersion: number; idempotencyKey: string }
+
+/** The attempts of steps calling out together are recorded in one statement; each resolves to its id. */
+const attemptRecorders = new WeakMap<Database, (attempt: AttemptInput) => Promise<number>>()
+
+function recordAttempts(db: Database): (attempt: AttemptInput) => Promise<number> {
+  let record = attemptRecorders.get(db)
+  if (record) return record
+  record = createBatcher(
+    async (attempts: AttemptInput[]) => {
+      const rows = await db.query<{ id: number; order_id: string; connection_id: string; operation: string }>(
+        `insert into sync_attempts (order_id, connection_id, operation, source_version, idempotency_key)
+         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[])
+         returning id, order_id, connection_id, operation`,
+        [attempts.map((a) => a.orderId), attempts.map((a) => a.connectionId), attempts.map((a) => a.operation), attempts.map((a) => a.sourceVersion), attempts.map((a) => a.idempotencyKey)],
+      )
+      const byLink = new Map(rows.map((r) => [keyOfLink({ orderId: r.order_id, connectionId: r.connection_id, operation: r.operation }), r.id]))
+      return attempts.map((a) => byLink.get(keyOfLink(a))!)
+    },
+    // A link's calls are made one after another under its lease; the key keeps the answers apart.
+    { maxBatch: 64, maxInFlight: 2, keyOf: keyOfLink },
+  )
+  attemptRecorders.set(db, record)
+  return record
 }
 
 /**

@@ -4,7 +4,8 @@
  * - a step reads the order and the version it is to bring the target to as one consistent pair, even
  *   when the order's new version commits while the step waits for the link's row lock. Found by the
  *   chaos test: the ERP kept an order's first version while its link said the second was synced;
- * - a step asked again for a version the target already holds leaves its link synced, not pending.
+ * - a step asked again for a version the target already holds leaves its link synced, not pending;
+ * - steps starting together take their leases in one statement, and a link goes to one step at a time.
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, expect, it } from 'vitest'
@@ -90,4 +91,32 @@ it('settles a link that a repeated request reopened as synced again when the tar
   expect(outcome).toEqual({ result: 'skipped', reason: 'version 1 is already synced' })
   const [link] = await db.query<{ status: string; lease_owner: string | null }>('select status, lease_owner from links where order_id = $1', [orderId])
   expect(link).toEqual({ status: 'synced', lease_owner: null })
+})
+
+it('takes the leases of steps starting together in one statement, and gives one link to one step only', async () => {
+  const orders = await Promise.all(Array.from({ length: 6 }, () => orderWithLink()))
+  const attempt = (orderId: string, runId: string) => ({ job: { orderId, connectionId: 'erp', operation: 'salesOrders.upsert', sourceVersion: 1, correlationId: 'test' }, runId, lastTry: false })
+  const ran: string[] = []
+  // Each step holds its lease until all have tried: a second run for the first order must meet it held.
+  let release!: () => void
+  const held = new Promise<void>((r) => (release = r))
+  const steps = [...orders.map((id) => attempt(id, `run-${id}`)), attempt(orders[0]!, 'run-again')].map((a) =>
+    runLeasedStep(deps(), a, async (s) => {
+      ran.push(s.runId)
+      await held
+      return { result: 'skipped', reason: 'test' }
+    }),
+  )
+  const settled = Promise.allSettled(steps)
+  await new Promise((r) => setTimeout(r, 200))
+  release()
+  const results = await settled
+  expect(ran.sort()).toEqual(orders.map((id) => `run-${id}`).sort())
+  expect(results.at(-1)).toMatchObject({ status: 'rejected', reason: { kind: 'conflict' } })
+  // Six owners, written by one transaction: PostgreSQL's xmin names the one that wrote each row.
+  const [links] = await db.query<{ owners: number; writers: number }>(
+    `select count(distinct lease_owner)::int as owners, count(distinct xmin::text)::int as writers from links where order_id = any($1::uuid[])`,
+    [orders],
+  )
+  expect(links).toEqual({ owners: 6, writers: 1 })
 })
