@@ -9,9 +9,10 @@ import type { Connection, ConnectionRegistry } from '../connections/connection-r
 import type { Database, Queryable } from '../db/database.ts'
 import { applyMapping, type MappingCatalog } from '../mapping/mapping-catalog.ts'
 import { describeMappingError } from '../mapping/compile-mapping.ts'
+import { createBatcher } from '../shared/batcher.ts'
 import { issuesOf } from '../shared/field-issues.ts'
 import { appendChanges } from '../status/change-feed.ts'
-import { findOrderBySource, lockOrderBySource } from './order.repository.ts'
+import { findOrderBySource, lockOrderBySource, recordHistory } from './order.repository.ts'
 import { mappedOrderSchema, withTotals, type CanonicalOrder } from './order.schemas.ts'
 import { canTransition, type OrderState } from './order-state.ts'
 import { mergeDispatch, newUnitOfWork, type Lifecycle, type OrderRef, type UnitOfWork } from './lifecycle.ts'
@@ -69,10 +70,11 @@ interface ReadyEvent {
 
 /**
  * Normalizes the events of one ingest commit, in order; their rows are read in one query. Events
- * whose documents map are applied together, in one transaction with one history write, which
- * costs the database a commit and three statements per batch instead of per event. If that
- * transaction fails (one event's error, or another run of this job got to an event first), each
- * event of it is applied again on its own, so one bad event never holds back the rest.
+ * whose documents map are applied together as a run, in one transaction with one history write
+ * (shared with the runs of other jobs normalized at the same moment), which costs the database a
+ * commit and two statements per group instead of per event. If that transaction fails (one event's
+ * error, or another run of this job got to an event first), each event is applied again on its
+ * own, so one bad event never holds back the events before it.
  */
 export async function normalizeInboxEvents(deps: NormalizeDeps, inboxIds: readonly number[]): Promise<NormalizeResult> {
   const rows = await deps.db.query<InboxRow>(`select ${inboxColumns} from inbox_events where id = any($1::bigint[])`, [inboxIds])
@@ -113,25 +115,54 @@ export async function normalizeInboxEvents(deps: NormalizeDeps, inboxIds: readon
 }
 
 async function applyRun(deps: NormalizeDeps, run: readonly ReadyEvent[], into: NormalizeResult): Promise<void> {
-  if (run.length === 1) {
-    into.outcomes[run[0]!.index] = await applyAlone(deps, run[0]!, into.work)
-    return
-  }
-  const work = newUnitOfWork()
-  let outcomes: NormalizeOutcome[]
+  let applied: { outcomes: NormalizeOutcome[]; work: UnitOfWork }
   try {
-    outcomes = await deps.db.transaction(async (tx) => {
-      const applied: NormalizeOutcome[] = []
-      for (const { event, document } of run) applied.push(await applyEvent(tx, deps, event, document, work))
-      await deps.lifecycle.finish(tx, work)
-      return applied
-    })
+    applied = await runsTogether(deps.db)({ deps, run })
   } catch {
-    for (const mapped of run) into.outcomes[mapped.index] = await applyAlone(deps, mapped, into.work)
+    for (const ready of run) into.outcomes[ready.index] = await applyAlone(deps, ready, into.work)
     return
   }
-  for (const [i, { index }] of run.entries()) into.outcomes[index] = outcomes[i]!
-  mergeDispatch(into.work, work)
+  for (const [i, { index }] of run.entries()) into.outcomes[index] = applied.outcomes[i]!
+  mergeDispatch(into.work, applied.work)
+}
+
+interface Run {
+  deps: NormalizeDeps
+  run: readonly ReadyEvent[]
+}
+
+/**
+ * The runs of ingest jobs normalized at the same time share one transaction (src/shared/batcher.ts):
+ * under load the jobs of one worker queue for the database together, and one begin, history
+ * statement and commit then serve them all. A failed group is applied run by run, and a failed run
+ * event by event (applyRun), so an error stays with its event.
+ */
+const runGroups = new WeakMap<Database, (run: Run) => Promise<{ outcomes: NormalizeOutcome[]; work: UnitOfWork }>>()
+
+function runsTogether(db: Database): (run: Run) => Promise<{ outcomes: NormalizeOutcome[]; work: UnitOfWork }> {
+  let apply = runGroups.get(db)
+  if (apply) return apply
+  apply = createBatcher(
+    (runs: Run[]) =>
+      db.transaction(async (tx) => {
+        const applied = []
+        for (const { deps, run } of runs) {
+          const work = newUnitOfWork()
+          const outcomes: NormalizeOutcome[] = []
+          for (const { event, document } of run) outcomes.push(await applyEvent(tx, deps, event, document, work))
+          applied.push({ outcomes, work })
+        }
+        await recordHistory(
+          tx,
+          applied.flatMap((a) => a.work.events),
+          applied.flatMap((a) => a.work.changes),
+        )
+        return applied
+      }),
+    { maxBatch: 32, maxInFlight: 2 },
+  )
+  runGroups.set(db, apply)
+  return apply
 }
 
 async function applyAlone(deps: NormalizeDeps, { event, document }: ReadyEvent, into: UnitOfWork): Promise<NormalizeOutcome> {
