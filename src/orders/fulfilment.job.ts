@@ -36,7 +36,10 @@ export interface FulfilmentEvent {
   document: Record<string, unknown>
 }
 
-export type FulfilmentOutcome = { applied: true; orderId: string | null } | { applied: false; orderId: string | null; reason: string; needsAttention?: boolean }
+export type FulfilmentOutcome =
+  | { applied: true; orderId: string | null }
+  /** `unknownOrder`: no order is known by the event's id (yet: its own event may still be on its way). */
+  | { applied: false; orderId: string | null; reason: string; needsAttention?: boolean; unknownOrder?: boolean }
 
 export interface FulfilmentDeps {
   lifecycle: Lifecycle
@@ -53,7 +56,7 @@ export async function applyFulfilmentEvent(tx: Queryable, deps: FulfilmentDeps, 
   if (event.event_type === 'stock.changed') return stockArrived(tx, deps, work, event, cause)
 
   const order = await findTarget(tx, event)
-  if (!order) return { applied: false, orderId: null, needsAttention: true, reason: `no order is known to ${event.connection_id} as ${event.external_id}` }
+  if (!order) return { applied: false, orderId: null, needsAttention: true, unknownOrder: true, reason: `no order is known to ${event.connection_id} as ${event.external_id}` }
   const refuse = (reason: string): FulfilmentOutcome => {
     work.events.push({ orderId: order.id, kind: 'refused', cause, detail: { reason } })
     work.changes.push({ type: 'event.refused', orderId: order.id, connectionId: event.connection_id, data: { eventId: String(event.id), type: event.event_type, reason } })

@@ -41,10 +41,12 @@ export type NormalizeOutcome =
   | { result: 'already_done' }
 
 export interface NormalizeResult {
-  /** One per inbox id, in the order asked. */
+  /** One per inbox id, in the order asked, up to the one that failed. */
   outcomes: NormalizeOutcome[]
   /** The steps and reminders to enqueue, all of them committed. */
   work: UnitOfWork
+  /** What stopped the job before its last event; the caller enqueues `work`, then retries the job. */
+  failure?: unknown
 }
 
 interface InboxRow {
@@ -57,9 +59,21 @@ interface InboxRow {
   status: string
   /** Set before processing only when a replay asked for a particular version. */
   mapping_version: number | null
+  /** Seconds since the event was received, by the database's clock. */
+  age_seconds: number
 }
 
-const inboxColumns = 'id, connection_id, event_type, external_id, source_version, document, status, mapping_version'
+const inboxColumns = 'id, connection_id, event_type, external_id, source_version, document, status, mapping_version, extract(epoch from now() - received_at)::float8 as age_seconds'
+
+/**
+ * How long an event that names an order nobody knows yet waits for it (its job retries, backing
+ * off) before it needs attention: a CRM's approval or a WMS event can overtake the order's own
+ * event, which other jobs normalize at the same moment.
+ */
+const unknownOrderGraceSeconds = 60
+
+/** Thrown to retry the job: the event's order may still be on its way. */
+export class OrderNotYetKnown extends Error {}
 
 /** An order event with its canonical document, waiting to be applied with the others of its run. */
 interface ReadyEvent {
@@ -86,31 +100,35 @@ export async function normalizeInboxEvents(deps: NormalizeDeps, inboxIds: readon
     if (run.length) await applyRun(deps, run, result)
     run = []
   }
-  for (const [index, id] of inboxIds.entries()) {
-    const event = byId.get(id)
-    if (!event || event.status !== 'pending') {
-      result.outcomes[index] = { result: 'already_done' }
-      continue
-    }
-    if (isFulfilmentEvent(event.event_type)) {
+  try {
+    for (const [index, id] of inboxIds.entries()) {
+      const event = byId.get(id)
+      if (!event || event.status !== 'pending') {
+        result.outcomes[index] = { result: 'already_done' }
+        continue
+      }
+      if (isFulfilmentEvent(event.event_type)) {
+        await flush()
+        result.outcomes[index] = await applyFulfilment(deps, { ...event, event_type: event.event_type }, result.work)
+        continue
+      }
+      const mapped = await mapDocument(deps, event)
+      if (mapped.ok) {
+        run.push({ index, event: { ...event, mapping_version: mapped.mappingVersion }, document: mapped.order })
+        continue
+      }
       await flush()
-      result.outcomes[index] = await applyFulfilment(deps, { ...event, event_type: event.event_type }, result.work)
-      continue
-    }
-    const mapped = await mapDocument(deps, event)
-    if (mapped.ok) {
-      run.push({ index, event: { ...event, mapping_version: mapped.mappingVersion }, document: mapped.order })
-      continue
+      // A cancellation needs no document of its own: a source that sends (or still has) less than
+      // a whole order when cancelling cancels the order as we hold it.
+      const held = event.event_type === 'order.cancelled' ? await findOrderBySource(deps.db, event.connection_id, event.external_id) : undefined
+      result.outcomes[index] = held
+        ? await applyAlone(deps, { index, event: { ...event, mapping_version: mapped.mappingVersion ?? null }, document: held.document }, result.work)
+        : await needsAttention(deps, event, mapped.errors, mapped.mappingVersion)
     }
     await flush()
-    // A cancellation needs no document of its own: a source that sends (or still has) less than
-    // a whole order when cancelling cancels the order as we hold it.
-    const held = event.event_type === 'order.cancelled' ? await findOrderBySource(deps.db, event.connection_id, event.external_id) : undefined
-    result.outcomes[index] = held
-      ? await applyAlone(deps, { index, event: { ...event, mapping_version: mapped.mappingVersion ?? null }, document: held.document }, result.work)
-      : await needsAttention(deps, event, mapped.errors, mapped.mappingVersion)
+  } catch (err) {
+    result.failure = err
   }
-  await flush()
   return result
 }
 
@@ -209,6 +227,9 @@ async function applyFulfilment(deps: NormalizeDeps, event: InboxRow & { event_ty
   } catch (err) {
     if (err instanceof AlreadyApplied) return { result: 'already_done' }
     throw err
+  }
+  if (!outcome.applied && outcome.unknownOrder && event.age_seconds < unknownOrderGraceSeconds) {
+    throw new OrderNotYetKnown(`${outcome.reason} yet; event ${event.id} waits for it`)
   }
   if (!outcome.applied && outcome.needsAttention) return needsAttention(deps, event, [outcome.reason])
   mergeDispatch(into, work)

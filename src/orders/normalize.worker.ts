@@ -14,13 +14,18 @@ export function startNormalizeWorker(deps: NormalizeDeps & { queues: QueueSet },
     async (job: Job<IngestJob>) => {
       const { inboxIds, correlationId } = ingestJobSchema.parse(job.data)
       const results: Record<string, number> = {}
-      const { outcomes, work } = await normalizeInboxEvents(deps, inboxIds)
-      for (const [i, outcome] of outcomes.entries()) {
+      const { outcomes, work, failure } = await normalizeInboxEvents(deps, inboxIds)
+      outcomes.forEach((outcome, i) => {
         results[outcome.result] = (results[outcome.result] ?? 0) + 1
         if (outcome.result === 'needs_attention') deps.log.warn({ correlationId, inboxId: inboxIds[i], errors: outcome.errors.length }, 'event needs attention')
-      }
+      })
       // Committed already: if this enqueue is lost, the sweepers find the links pending and the reminders scheduled.
       await deps.lifecycle.dispatch(work, correlationId)
+      // The events after a failed one wait for the job's retry; those before it are on their way.
+      if (failure) {
+        deps.log.warn({ correlationId, err: failure }, 'normalize stopped before the last event; the job will retry')
+        throw failure
+      }
       return results
     },
     { connection: options.redis.duplicate(), prefix: deps.queues.prefix, concurrency: options.concurrency },

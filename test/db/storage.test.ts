@@ -13,7 +13,7 @@ import { demoConfig } from '../../src/demo/demo-environment.ts'
 import { createInboxWriter, type InboxEntry } from '../../src/ingest/inbox-writer.ts'
 import { createFileCatalog, loadMappingSpecs, type MappingCatalog } from '../../src/mapping/mapping-catalog.ts'
 import { createLifecycle, type Lifecycle } from '../../src/orders/lifecycle.ts'
-import { normalizeInboxEvents } from '../../src/orders/normalize.job.ts'
+import { normalizeInboxEvents, OrderNotYetKnown } from '../../src/orders/normalize.job.ts'
 import { createQueueSet, ingestJobId, syncJobId, type QueueSet } from '../../src/queue/queues.ts'
 import { sweep } from '../../src/queue/sweeper.ts'
 import { appendChanges, headOfFeed, readChanges, type Change } from '../../src/status/change-feed.ts'
@@ -175,13 +175,26 @@ describe.each(engines)('storage on %s', (engine) => {
         return real.approvalsFor(db, order, activeVersion)
       },
     }
-    await expect(normalizeAll(ids, { lifecycle: flaky })).rejects.toThrow('the approval rules could not be read')
+    expect((await normalizeAll(ids, { lifecycle: flaky })).failure).toEqual(new Error('the approval rules could not be read'))
     const status = async () =>
       (await t.db.query<{ id: number; status: string }>('select id, status from inbox_events where id = any($1::bigint[]) order by id', [ids])).map((r) => r.status)
     expect(await status()).toEqual(['processed', 'pending', 'pending'])
     const retry = await normalizeAll(ids, { lifecycle: flaky })
     expect(retry.outcomes.map((o) => o.result)).toEqual(['already_done', 'applied', 'applied'])
     expect(await status()).toEqual(['processed', 'processed', 'processed'])
+  })
+
+  it('lets an event that overtook its order wait for it, and puts it in "needs attention" only when that order never comes', async () => {
+    const approval = (n: number): InboxEntry => ({ connectionId: 'demo-crm', eventId: `msg_approval_${n}`, type: 'order.approval', externalId: `SO-S-${n}`, sourceVersion: 1, document: { decision: 'approve' } })
+    const [early] = await write([approval(800)])
+    expect((await normalizeAll([early!.inboxId])).failure).toEqual(new OrderNotYetKnown(`no order is known to demo-crm as SO-S-800 yet; event ${early!.inboxId} waits for it`))
+    const [created] = await write([entry(800)])
+    await normalizeAll([created!.inboxId])
+    expect((await normalizeAll([early!.inboxId])).outcomes[0]!.result).not.toBe('needs_attention')
+
+    const [orphan] = await write([approval(801)])
+    await t.db.query(`update inbox_events set received_at = now() - interval '61 seconds' where id = $1`, [orphan!.inboxId])
+    expect((await normalizeAll([orphan!.inboxId])).outcomes[0]).toEqual({ result: 'needs_attention', errors: ['no order is known to demo-crm as SO-S-801'] })
   })
 
   it('puts a document that does not map into "needs attention" with field-level errors', async () => {
