@@ -110,7 +110,11 @@ export interface BreakerContext {
  * this late; the queue pause that comes with it stops new jobs at once.
  */
 export const trustClosedMs = 250
-const successFlushMs = 50
+/**
+ * Short, because a failure is counted at once and another process's successes only when it
+ * flushes: the error rate over the window leans towards failures by what this leaves out.
+ */
+const successFlushMs = 10
 /** How long a probe may hold its token; a crashed probe's token expires and another job probes. */
 export const probeTtlMs = 60_000
 /** Jobs that meet a paused connection look again this late (the queue is paused meanwhile anyway). */
