@@ -10,6 +10,8 @@ import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import { createDemoCrmSender, sampleOrder, type DeliveryResult } from './sender.ts'
 import type { DemoCrmApproval, DemoCrmOrder } from './index.ts'
+import { canonicalJson } from '../../src/connector-kit/index.ts'
+import { createIdempotencyStore } from '../../src/connector-kit/simulator-stock.ts'
 
 const decimal = z.string().regex(/^-?\d+(\.\d+)?$/, 'must be a decimal string such as "199.00"')
 
@@ -100,12 +102,6 @@ export interface CrmSimulatorOptions {
   retries?: number
 }
 
-interface StoredResponse {
-  fingerprint: string
-  status: number
-  payload: string
-}
-
 interface ArmedFailure {
   remaining: number
   status: number
@@ -129,18 +125,6 @@ function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value
 }
 
-/** JSON with object keys sorted, so two equal bodies compare equal whatever their key order. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.keys(value)
-      .sort()
-      .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`)
-    return `{${entries.join(',')}}`
-  }
-  return JSON.stringify(value) ?? 'null'
-}
-
 /**
  * Starts the demo CRM.
  *
@@ -157,7 +141,7 @@ export async function startCrmSimulator(options: CrmSimulatorOptions): Promise<C
   const statuses = new Map<string, CrmOrderStatuses>()
   const notes: CrmNote[] = []
   const stock = new Map<string, CrmStockLevel>()
-  const responsesByKey = new Map<string, StoredResponse>()
+  const idempotency = createIdempotencyStore()
   const timers = new Set<NodeJS.Timeout>()
   let failures: ArmedFailure[] = []
   let delay = 0
@@ -196,18 +180,14 @@ export async function startCrmSimulator(options: CrmSimulatorOptions): Promise<C
     run: (body: T) => { status: number; body: unknown },
   ): FastifyReply {
     const key = headerValue(request.headers['idempotency-key'])
-    const storeKey = key === undefined ? undefined : `${scope}:${key}`
-    const fingerprint = canonicalJson(request.body)
-    const stored = storeKey === undefined ? undefined : responsesByKey.get(storeKey)
-    if (stored && stored.fingerprint !== fingerprint) {
-      return reply.code(422).send(errorBody('idempotency_key_reused', 'this Idempotency-Key was used with a different request body'))
-    }
-    if (stored) return reply.code(stored.status).header('idempotent-replayed', 'true').type('application/json').send(stored.payload)
+    const claim = idempotency.claim(key === undefined ? undefined : `${scope}:${key}`, request.body)
+    if (claim.kind === 'reused') return reply.code(422).send(errorBody('idempotency_key_reused', 'this Idempotency-Key was used with a different request body'))
+    if (claim.kind === 'replay') return reply.code(claim.response.status).header('idempotent-replayed', 'true').type('application/json').send(claim.response.payload)
     const body = schema.safeParse(request.body)
     if (!body.success) return invalid(reply, what, body.error)
     const outcome = run(body.data)
     const payload = JSON.stringify(outcome.body)
-    if (storeKey !== undefined) responsesByKey.set(storeKey, { fingerprint, status: outcome.status, payload })
+    claim.remember({ status: outcome.status, payload })
     return reply.code(outcome.status).type('application/json').send(payload)
   }
 

@@ -11,6 +11,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { ErpWebhookBody } from './events.ts'
+import { createIdempotencyStore, type IdempotencyClaim } from '../../src/connector-kit/simulator-stock.ts'
 import { createWebhookOutbox, type WebhookDelivery, type WebhookTarget } from '../../src/connector-kit/simulator-webhooks.ts'
 
 export interface SimulatedSalesOrder {
@@ -221,12 +222,6 @@ const salesOrderBodySchema = z.looseObject({
   lines: z.array(z.unknown()).min(1),
 })
 
-interface StoredResponse {
-  fingerprint: string
-  status: number
-  payload: string
-}
-
 interface ArmedFailure {
   remaining: number
   status: number
@@ -237,16 +232,10 @@ function errorBody(code: string, message: string, details?: unknown[]) {
   return { error: { code, message, ...(details ? { details } : {}) } }
 }
 
-/** JSON with object keys sorted, so two equal bodies compare equal whatever their key order. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.keys(value)
-      .sort()
-      .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`)
-    return `{${entries.join(',')}}`
-  }
-  return JSON.stringify(value) ?? 'null'
+/** A repeated Idempotency-Key: the first answer again, or 422 when the body differs. */
+function answerClaimed(reply: FastifyReply, claim: Exclude<IdempotencyClaim, { kind: 'new' }>): FastifyReply {
+  if (claim.kind === 'reused') return reply.code(422).send(errorBody('idempotency_key_reused', 'this Idempotency-Key was used with a different request body'))
+  return reply.code(claim.response.status).header('idempotent-replayed', 'true').type('application/json').send(claim.response.payload)
 }
 
 function digest(value: string): Buffer {
@@ -367,7 +356,7 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
   let creditStatus = creditFailure(options.creditUnavailable)
   let invoiceCounter = 0
   const idsByReference = new Map<string, Set<string>>()
-  const responsesByKey = new Map<string, StoredResponse>()
+  const idempotency = createIdempotencyStore()
   const log: SimulatedRequest[] = []
   let counter = 0
   let delay = 0
@@ -684,15 +673,8 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
   app.get('/health', async () => ({ status: 'ok' }))
 
   app.post('/sales-orders', (request: FastifyRequest, reply: FastifyReply) => {
-    const idempotencyKey = headerValue(request.headers['idempotency-key'])
-    const fingerprint = idempotencyKey === undefined ? '' : canonicalJson(request.body)
-    if (idempotencyKey !== undefined) {
-      const stored = responsesByKey.get(idempotencyKey)
-      if (stored && stored.fingerprint !== fingerprint) {
-        return reply.code(422).send(errorBody('idempotency_key_reused', 'this Idempotency-Key was used with a different request body'))
-      }
-      if (stored) return reply.code(stored.status).header('idempotent-replayed', 'true').type('application/json').send(stored.payload)
-    }
+    const claim = idempotency.claim(headerValue(request.headers['idempotency-key']), request.body)
+    if (claim.kind !== 'new') return answerClaimed(reply, claim)
     const body = validate(request.body, reply)
     if (!body) return reply
     counter += 1
@@ -703,7 +685,7 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
     options.onSalesOrderCreated?.(order)
     const payload = JSON.stringify(order)
     // Like Stripe: only a request that ran is remembered, so a fixed invalid body can be sent again.
-    if (idempotencyKey !== undefined) responsesByKey.set(idempotencyKey, { fingerprint, status: 201, payload })
+    claim.remember({ status: 201, payload })
     if (options.autoInvoiceAfterMs !== undefined) later(options.autoInvoiceAfterMs, () => issueInvoice(order.id))
     if (drops > 0) {
       drops -= 1
@@ -798,18 +780,13 @@ export async function startErpSimulator(options: ErpSimulatorOptions): Promise<E
   // A payment is a new fact each time; an Idempotency-Key makes a retried registration count once.
   app.post('/invoices/:id/payments', (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
     const idempotencyKey = headerValue(request.headers['idempotency-key'])
-    const storeKey = idempotencyKey === undefined ? undefined : `payment:${request.params.id}:${idempotencyKey}`
-    const fingerprint = canonicalJson(request.body)
-    const stored = storeKey === undefined ? undefined : responsesByKey.get(storeKey)
-    if (stored && stored.fingerprint !== fingerprint) {
-      return reply.code(422).send(errorBody('idempotency_key_reused', 'this Idempotency-Key was used with a different request body'))
-    }
-    if (stored) return reply.code(stored.status).header('idempotent-replayed', 'true').type('application/json').send(stored.payload)
+    const claim = idempotency.claim(idempotencyKey === undefined ? undefined : `payment:${request.params.id}:${idempotencyKey}`, request.body)
+    if (claim.kind !== 'new') return answerClaimed(reply, claim)
     const body = paymentBodySchema.safeParse(request.body)
     if (!body.success) return invalid(reply, 'payment', body.error)
     try {
       const payload = JSON.stringify(registerPayment(request.params.id, body.data.amount))
-      if (storeKey !== undefined) responsesByKey.set(storeKey, { fingerprint, status: 201, payload })
+      claim.remember({ status: 201, payload })
       return reply.code(201).type('application/json').send(payload)
     } catch (err) {
       return refuse(reply, err)

@@ -29,6 +29,7 @@ export {
   type DeliveryVerifyResult,
 } from './standard-webhooks.ts'
 export { signHubSpotV3, verifyHubSpotV3, hubSpotSignedUri, hubSpotToleranceMs, bodyDeliveryId, type HubSpotRequest, type HubSpotSignatureHeaders, type HubSpotVerifyResult } from './hubspot-signatures.ts'
+export { canonicalJson } from '../shared/canonical-json.ts'
 export { addDecimals, compareDecimals, isDecimalString, multiplyDecimals, roundDecimal, subtractDecimals, trimDecimal } from '../shared/decimal.ts'
 export * from './xml.ts'
 export * from './session-cache.ts'

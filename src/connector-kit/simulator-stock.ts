@@ -8,6 +8,7 @@
  * own API onto the book and says how each refusal reads. State lives in memory. It does not log.
  * For connectors' simulators, which play the vendor's side in the demo and the tests.
  */
+import { canonicalJson } from '../shared/canonical-json.ts'
 
 export interface StockBookLevel {
   sku: string
@@ -307,18 +308,6 @@ export type IdempotencyClaim = { kind: 'new'; remember(response: StoredResponse)
 export interface IdempotencyStore {
   /** Bodies compare as canonical JSON, so key order does not matter. */
   claim(key: string | undefined, body: unknown): IdempotencyClaim
-}
-
-/** JSON with object keys sorted, so two equal bodies compare equal whatever their key order. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.keys(value)
-      .sort()
-      .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`)
-    return `{${entries.join(',')}}`
-  }
-  return JSON.stringify(value) ?? 'null'
 }
 
 /**

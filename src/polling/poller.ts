@@ -17,6 +17,7 @@ import type { ConnectorContext, InboundEvent, Logger } from '../connector-kit/in
 import type { Database } from '../db/database.ts'
 import { createInboxWriter, type InboxWriter } from '../ingest/inbox-writer.ts'
 import { ingestJobId, type QueueSet } from '../queue/queues.ts'
+import { canonicalJson } from '../shared/canonical-json.ts'
 
 export const pollQueueName = 'poll'
 export const pollJobName = 'poll'
@@ -109,20 +110,6 @@ export async function pollOnce(deps: { db: Database; inbox: InboxWriter; log: Lo
     if (!changes.more) break
   }
   return result
-}
-
-/** JSON with sorted keys, so two documents compare equal whatever the order of their keys. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value !== null && typeof value === 'object') {
-    const record = value as Record<string, unknown>
-    return `{${Object.keys(record)
-      .sort()
-      .filter((key) => record[key] !== undefined)
-      .map((key) => `${JSON.stringify(key)}:${canonicalJson(record[key])}`)
-      .join(',')}}`
-  }
-  return JSON.stringify(value) ?? 'null'
 }
 
 /**
