@@ -30,6 +30,7 @@ export {
 } from './standard-webhooks.ts'
 export { signHubSpotV3, verifyHubSpotV3, hubSpotSignedUri, hubSpotToleranceMs, bodyDeliveryId, type HubSpotRequest, type HubSpotSignatureHeaders, type HubSpotVerifyResult } from './hubspot-signatures.ts'
 export { canonicalJson } from '../shared/canonical-json.ts'
+export { instantOfWallClock, wallClockAt, type WallClock } from '../shared/zoned-time.ts'
 export { addDecimals, compareDecimals, isDecimalString, multiplyDecimals, roundDecimal, subtractDecimals, trimDecimal } from '../shared/decimal.ts'
 export * from './xml.ts'
 export * from './session-cache.ts'

@@ -4,6 +4,7 @@
  * Pure: no I/O; the clock is never read.
  */
 import { isDecimalString, multiplyDecimals, roundDecimal, trimDecimal } from '../shared/decimal.ts'
+import { instantOfWallClock, wallClockAt, type WallClock } from '../shared/zoned-time.ts'
 import type { LookupTables, Transform, ValueType } from './mapping.schemas.ts'
 
 export class StepFailure {
@@ -19,55 +20,9 @@ export type Step = (value: unknown, lookups: LookupTables) => unknown
 const isoDateTime = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2})?$/
 const isoDate = /^(\d{4})-(\d{2})-(\d{2})$/
 
-// Intl formatters are costly to build; one per time zone is enough.
-const formatters = new Map<string, Intl.DateTimeFormat>()
-function formatterFor(timeZone: string): Intl.DateTimeFormat {
-  let f = formatters.get(timeZone)
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })
-    formatters.set(timeZone, f)
-  }
-  return f
-}
-
-interface Fields {
-  year: number
-  month: number
-  day: number
-  hour: number
-  minute: number
-  second: number
-  ms: number
-}
-
-/** The wall-clock fields of an instant in a time zone. */
-function fieldsIn(epochMs: number, timeZone: string): Fields {
-  if (timeZone === 'UTC') {
-    const d = new Date(epochMs)
-    return { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate(), hour: d.getUTCHours(), minute: d.getUTCMinutes(), second: d.getUTCSeconds(), ms: d.getUTCMilliseconds() }
-  }
-  const parts: Record<string, number> = {}
-  for (const p of formatterFor(timeZone).formatToParts(new Date(epochMs))) if (p.type !== 'literal') parts[p.type] = Number(p.value)
-  return { year: parts.year!, month: parts.month!, day: parts.day!, hour: parts.hour!, minute: parts.minute!, second: parts.second!, ms: ((epochMs % 1000) + 1000) % 1000 }
-}
-
-/** The instant at which a wall clock in `timeZone` shows these fields. */
-function instantOf(f: Fields, timeZone: string): number {
-  const asUtc = Date.UTC(f.year, f.month - 1, f.day, f.hour, f.minute, f.second, f.ms)
-  if (timeZone === 'UTC') return asUtc
-  const offsetAt = (t: number) => {
-    const w = fieldsIn(t, timeZone)
-    return Date.UTC(w.year, w.month - 1, w.day, w.hour, w.minute, w.second, f.ms) - t
-  }
-  const first = asUtc - offsetAt(asUtc)
-  // Around a DST change the offset at the first guess may differ; one correction settles it.
-  const second = asUtc - offsetAt(first)
-  return second
-}
-
 const pad = (n: number, width = 2) => String(n).padStart(width, '0')
 
-function validFields(f: Fields): boolean {
+function validFields(f: WallClock): boolean {
   const d = new Date(Date.UTC(f.year, f.month - 1, f.day, f.hour, f.minute, f.second))
   return d.getUTCFullYear() === f.year && d.getUTCMonth() === f.month - 1 && d.getUTCDate() === f.day && f.hour < 24 && f.minute < 60 && f.second < 60
 }
@@ -75,7 +30,7 @@ function validFields(f: Fields): boolean {
 const tokenPattern = /yyyy|MM|dd|HH|mm|ss|SSS/g
 
 /** Compiles a pattern such as `yyyy-MM-dd HH:mm:ss` into a parser of wall-clock fields. */
-function patternParser(pattern: string): (text: string) => Fields | undefined {
+function patternParser(pattern: string): (text: string) => WallClock | undefined {
   const order: string[] = []
   const source = pattern.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(tokenPattern, (token) => {
     order.push(token)
@@ -85,7 +40,7 @@ function patternParser(pattern: string): (text: string) => Fields | undefined {
   return (text) => {
     const m = regex.exec(text)
     if (!m) return undefined
-    const f: Fields = { year: 1970, month: 1, day: 1, hour: 0, minute: 0, second: 0, ms: 0 }
+    const f: WallClock = { year: 1970, month: 1, day: 1, hour: 0, minute: 0, second: 0, ms: 0 }
     order.forEach((token, i) => {
       const n = Number(m[i + 1])
       if (token === 'yyyy') f.year = n
@@ -100,7 +55,7 @@ function patternParser(pattern: string): (text: string) => Fields | undefined {
   }
 }
 
-function formatFields(f: Fields, pattern: string): string {
+function formatFields(f: WallClock, pattern: string): string {
   return pattern.replace(tokenPattern, (token) =>
     token === 'yyyy' ? pad(f.year, 4) : token === 'MM' ? pad(f.month) : token === 'dd' ? pad(f.day) : token === 'HH' ? pad(f.hour) : token === 'mm' ? pad(f.minute) : token === 'ss' ? pad(f.second) : pad(f.ms, 3),
   )
@@ -120,10 +75,10 @@ function instantReader(format: string, timeZone: string | undefined): (value: un
       if (typeof value !== 'string') return new StepFailure('is not an ISO 8601 date-time')
       const m = isoDateTime.exec(value)
       if (!m) return new StepFailure('is not an ISO 8601 date-time')
-      const f: Fields = { year: +m[1]!, month: +m[2]!, day: +m[3]!, hour: +m[4]!, minute: +m[5]!, second: +(m[6] ?? 0), ms: +(m[7] ?? '0').slice(0, 3).padEnd(3, '0') }
+      const f: WallClock = { year: +m[1]!, month: +m[2]!, day: +m[3]!, hour: +m[4]!, minute: +m[5]!, second: +(m[6] ?? 0), ms: +(m[7] ?? '0').slice(0, 3).padEnd(3, '0') }
       if (!validFields(f)) return new StepFailure('is not a valid date-time')
       const offset = m[8]
-      if (!offset) return timeZone ? instantOf(f, timeZone) : new StepFailure('is not an ISO 8601 date-time with a time zone')
+      if (!offset) return timeZone ? instantOfWallClock(f, timeZone) : new StepFailure('is not an ISO 8601 date-time with a time zone')
       const base = Date.UTC(f.year, f.month - 1, f.day, f.hour, f.minute, f.second, f.ms)
       if (offset === 'Z') return base
       const sign = offset.startsWith('-') ? -1 : 1
@@ -134,7 +89,7 @@ function instantReader(format: string, timeZone: string | undefined): (value: un
   const parse = patternParser(format)
   return (value) => {
     const f = typeof value === 'string' ? parse(value) : undefined
-    return f ? instantOf(f, timeZone ?? 'UTC') : new StepFailure(`does not match the date format ${format}`)
+    return f ? instantOfWallClock(f, timeZone ?? 'UTC') : new StepFailure(`does not match the date format ${format}`)
   }
 }
 
@@ -177,7 +132,7 @@ export function typeStep(type: ValueType, format = 'iso', timeZone?: string): St
           }
           const t = read(v)
           if (t instanceof StepFailure) return new StepFailure('is not an ISO 8601 date')
-          const f = fieldsIn(t, timeZone ?? 'UTC')
+          const f = wallClockAt(t, timeZone ?? 'UTC')
           return `${pad(f.year, 4)}-${pad(f.month)}-${pad(f.day)}`
         }
       }
@@ -185,7 +140,7 @@ export function typeStep(type: ValueType, format = 'iso', timeZone?: string): St
       return (v) => {
         const t = read(v)
         if (t instanceof StepFailure) return t
-        const f = fieldsIn(t, timeZone ?? 'UTC')
+        const f = wallClockAt(t, timeZone ?? 'UTC')
         return `${pad(f.year, 4)}-${pad(f.month)}-${pad(f.day)}`
       }
     }
@@ -252,7 +207,7 @@ export function transformStep(t: Transform): Step {
       if (instant instanceof StepFailure) return instant
       if (pattern === 'epoch-ms') return instant
       if (pattern === 'epoch-s') return Math.floor(instant / 1000)
-      const f = fieldsIn(instant, timezone)
+      const f = wallClockAt(instant, timezone)
       return pattern === 'iso' ? new Date(instant).toISOString() : formatFields(f, pattern)
     }
   }
