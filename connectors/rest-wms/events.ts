@@ -9,6 +9,7 @@ import { z } from 'zod'
 import {
   WebhookRejected,
   verifyStandardWebhook,
+  type IncomingDelivery,
   type InboundEvent,
   type ReceivedDelivery,
   type WebhookAnswer,
@@ -122,12 +123,7 @@ export function restWmsEventToInbound(mapping: WebhookMapping, body: unknown): I
  * reads it through the connection's mapping. The event id is the `webhook-id` header, which
  * redeliveries repeat. A type the connection ignores gives a delivery with no events.
  */
-export function receiveRestWmsDelivery(delivery: {
-  raw: Buffer
-  headers: Readonly<Record<string, string | undefined>>
-  settings: RestWmsSettings
-  secrets: RestWmsSecrets
-}): ReceivedDelivery {
+export function receiveRestWmsDelivery(delivery: IncomingDelivery<RestWmsSettings, RestWmsSecrets>): ReceivedDelivery {
   const secret = delivery.secrets.webhookSecret
   if (!secret) throw new WebhookRejected(401, 'invalid_signature', 'this connection has no webhookSecret configured, so no delivery can be verified')
   const verified = verifyStandardWebhook(secret, delivery.headers, delivery.raw)

@@ -34,6 +34,7 @@ import {
   xmlAttr,
   xmlChild,
   xmlText,
+  type IncomingDelivery,
   type InboundEvent,
   type ReceivedDelivery,
   type WebhookAnswer,
@@ -399,12 +400,7 @@ export function idocEvents(raw: Buffer | string, settings: SapIdocSettings): Sap
 }
 
 /** The connector's `customWebhooks.receive`: authenticate, then read. */
-export function receiveSapIdocDelivery(delivery: {
-  raw: Buffer
-  headers: Readonly<Record<string, string | undefined>>
-  settings: SapIdocSettings
-  secrets: SapIdocSecrets
-}): SapIdocDelivery {
+export function receiveSapIdocDelivery(delivery: IncomingDelivery<SapIdocSettings, SapIdocSecrets>): SapIdocDelivery {
   const inbound = delivery.settings.inbound
   if (!inbound) throw new WebhookRejected(401, 'inbound_not_configured', 'this connection is not configured to receive IDocs (settings inbound), so no delivery can be verified')
   verifyInboundCredentials(delivery.headers, inbound, delivery.secrets)

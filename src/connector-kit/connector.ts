@@ -87,11 +87,19 @@ export interface CustomWebhookCapability<Settings, Secrets> {
   /** Media types accepted, e.g. `['text/xml', 'application/xml']`; others get 415. */
   contentTypes: readonly string[]
   /** Verifies and parses one delivery; throws WebhookRejected to refuse it. */
-  receive(delivery: { raw: Buffer; headers: Readonly<Record<string, string | undefined>>; settings: Settings; secrets: Secrets }): ReceivedDelivery
+  receive(delivery: IncomingDelivery<Settings, Secrets>): ReceivedDelivery
   /** The answer once every event of the delivery is durable (e.g. Salesforce's Ack envelope). */
   acknowledge(delivery: ReceivedDelivery): WebhookAnswer
   /** The answer to a refused delivery (e.g. a SOAP fault); the status is the rejection's. */
   refuse(rejection: WebhookRejected): WebhookAnswer
+}
+
+/** One delivery to `POST /webhooks/:connection` as a custom-webhook connector gets it: the bytes, before any parsing. */
+export interface IncomingDelivery<Settings, Secrets> {
+  raw: Buffer
+  headers: Readonly<Record<string, string | undefined>>
+  settings: Settings
+  secrets: Secrets
 }
 
 export interface ReceivedDelivery {
