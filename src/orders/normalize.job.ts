@@ -9,7 +9,7 @@ import type { Connection, ConnectionRegistry } from '../connections/connection-r
 import type { Database, Queryable } from '../db/database.ts'
 import { applyMapping, type MappingCatalog } from '../mapping/mapping-catalog.ts'
 import { describeMappingError } from '../mapping/compile-mapping.ts'
-import { createBatcher } from '../shared/batcher.ts'
+import { batcherPer, createBatcher } from '../shared/batcher.ts'
 import { issuesOf } from '../shared/field-issues.ts'
 import { appendChanges } from '../status/change-feed.ts'
 import { findOrderBySource, lockOrderBySource, recordHistory } from './order.repository.ts'
@@ -155,13 +155,9 @@ interface Run {
  * statement and commit then serve them all. A failed group is applied run by run, and a failed run
  * event by event (applyRun), so an error stays with its event.
  */
-const runGroups = new WeakMap<Database, (run: Run) => Promise<{ outcomes: NormalizeOutcome[]; work: UnitOfWork }>>()
-
-function runsTogether(db: Database): (run: Run) => Promise<{ outcomes: NormalizeOutcome[]; work: UnitOfWork }> {
-  let apply = runGroups.get(db)
-  if (apply) return apply
-  apply = createBatcher(
-    (runs: Run[]) =>
+const runsTogether = batcherPer((db: Database) =>
+  createBatcher(
+    (runs: Run[]): Promise<{ outcomes: NormalizeOutcome[]; work: UnitOfWork }[]> =>
       db.transaction(async (tx) => {
         const applied = []
         for (const { deps, run } of runs) {
@@ -178,10 +174,8 @@ function runsTogether(db: Database): (run: Run) => Promise<{ outcomes: Normalize
         return applied
       }),
     { maxBatch: 32, maxInFlight: 2 },
-  )
-  runGroups.set(db, apply)
-  return apply
-}
+  ),
+)
 
 async function applyAlone(deps: NormalizeDeps, { event, document }: ReadyEvent, into: UnitOfWork): Promise<NormalizeOutcome> {
   const work = newUnitOfWork()

@@ -5,6 +5,19 @@
  * for their leases, attempts and settling transactions.
  */
 
+/**
+ * One batcher per owner (a Database: batches never mix connections' callers), made the first time
+ * the owner asks.
+ */
+export function batcherPer<K extends object, I, O>(make: (owner: K) => (item: I) => Promise<O>): (owner: K) => (item: I) => Promise<O> {
+  const made = new WeakMap<K, (item: I) => Promise<O>>()
+  return (owner) => {
+    let batcher = made.get(owner)
+    if (!batcher) made.set(owner, (batcher = make(owner)))
+    return batcher
+  }
+}
+
 export interface BatcherOptions<I> {
   /** Items per batch at most. */
   maxBatch: number

@@ -13,7 +13,7 @@
 import type { Database, Queryable } from '../db/database.ts'
 import { newUnitOfWork, type UnitOfWork } from '../orders/lifecycle.ts'
 import { lockOrders, recordHistory, type OrderRow } from '../orders/order.repository.ts'
-import { createBatcher } from '../shared/batcher.ts'
+import { batcherPer, createBatcher } from '../shared/batcher.ts'
 
 /** A step's part of the transaction: `locked` is its order under row lock (undefined if it is gone). */
 export type Settle = (tx: Queryable, locked: OrderRow | undefined, work: UnitOfWork) => Promise<void>
@@ -23,16 +23,13 @@ interface Member {
   settle: Settle
 }
 
-const groups = new WeakMap<Database, (member: Member) => Promise<UnitOfWork>>()
+const groups = batcherPer((db: Database) =>
+  createBatcher((members: Member[]) => db.transaction((tx) => settleAll(tx, members)), { maxBatch: 64, maxInFlight: 2, keyOf: (m) => m.orderId }),
+)
 
 /** Runs `settle` in a transaction shared with other steps finishing now; resolves with its committed work. */
 export function settleTogether(db: Database, orderId: string, settle: Settle): Promise<UnitOfWork> {
-  let group = groups.get(db)
-  if (!group) {
-    group = createBatcher((members: Member[]) => db.transaction((tx) => settleAll(tx, members)), { maxBatch: 64, maxInFlight: 2, keyOf: (m) => m.orderId })
-    groups.set(db, group)
-  }
-  return group({ orderId, settle })
+  return groups(db)({ orderId, settle })
 }
 
 async function settleAll(tx: Queryable, members: readonly Member[]): Promise<UnitOfWork[]> {

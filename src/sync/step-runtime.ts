@@ -12,7 +12,7 @@ import type { Lifecycle } from '../orders/lifecycle.ts'
 import { orderFromRow, selectOrder, type OrderRow } from '../orders/order.repository.ts'
 import type { SyncJob } from '../queue/queues.ts'
 import { changeParams, changeRows } from '../status/change-feed.ts'
-import { createBatcher } from '../shared/batcher.ts'
+import { batcherPer, createBatcher } from '../shared/batcher.ts'
 import { settleTogether, type Settle } from './settle-group.ts'
 
 /**
@@ -114,13 +114,9 @@ type Taken = LeaseRow & { unchanged: boolean }
  * for a link's row lock and then see the version that committed meanwhile, while the order is read
  * as the statement found it: `unchanged` says whether the two still agree.
  */
-const leaseTakers = new WeakMap<Database, (request: LinkKey & { runId: string }) => Promise<Taken | undefined>>()
-
-function takeLeases(db: Database): (request: LinkKey & { runId: string }) => Promise<Taken | undefined> {
-  let take = leaseTakers.get(db)
-  if (take) return take
-  take = createBatcher(
-    async (requests: (LinkKey & { runId: string })[]) => {
+const takeLeases = batcherPer((db: Database) =>
+  createBatcher(
+    async (requests: (LinkKey & { runId: string })[]): Promise<(Taken | undefined)[]> => {
       const rows = await db.query<Taken & { leased_order: string; leased_connection: string; leased_operation: string }>(
         `with wanted as (
            select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) as w(order_id, connection_id, operation, owner)),
@@ -145,10 +141,8 @@ function takeLeases(db: Database): (request: LinkKey & { runId: string }) => Pro
       return requests.map((r) => byLink.get(keyOfLink(r)))
     },
     { maxBatch: 64, maxInFlight: 2, keyOf: keyOfLink },
-  )
-  leaseTakers.set(db, take)
-  return take
-}
+  ),
+)
 
 async function takeLease(deps: SyncDeps, attempt: Attempt): Promise<LeasedStep> {
   const { job, runId } = attempt
@@ -225,13 +219,9 @@ export async function callRemote<T>(deps: SyncDeps, step: LeasedStep, ctx: Opera
 type AttemptInput = LinkKey & { sourceVersion: number; idempotencyKey: string }
 
 /** The attempts of steps calling out together are recorded in one statement; each resolves to its id. */
-const attemptRecorders = new WeakMap<Database, (attempt: AttemptInput) => Promise<number>>()
-
-function recordAttempts(db: Database): (attempt: AttemptInput) => Promise<number> {
-  let record = attemptRecorders.get(db)
-  if (record) return record
-  record = createBatcher(
-    async (attempts: AttemptInput[]) => {
+const recordAttempts = batcherPer((db: Database) =>
+  createBatcher(
+    async (attempts: AttemptInput[]): Promise<number[]> => {
       const rows = await db.query<{ id: number; order_id: string; connection_id: string; operation: string }>(
         `insert into sync_attempts (order_id, connection_id, operation, source_version, idempotency_key)
          select * from unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[])
@@ -243,10 +233,8 @@ function recordAttempts(db: Database): (attempt: AttemptInput) => Promise<number
     },
     // A link's calls are made one after another under its lease; the key keeps the answers apart.
     { maxBatch: 64, maxInFlight: 2, keyOf: keyOfLink },
-  )
-  attemptRecorders.set(db, record)
-  return record
-}
+  ),
+)
 
 /**
  * The step's settling transaction, shared with the other steps finishing at the same time

@@ -2,7 +2,7 @@
  * The batcher behind the sync steps' shared statements and transactions (src/shared/batcher.ts).
  */
 import { expect, it } from 'vitest'
-import { createBatcher } from '../../src/shared/batcher.ts'
+import { batcherPer, createBatcher } from '../../src/shared/batcher.ts'
 
 it('runs calls made together as one batch, and a lone call at once', async () => {
   const batches: number[][] = []
@@ -52,4 +52,14 @@ it('runs the items of a failed batch one by one, so only the failing one fails',
   const results = await Promise.allSettled([1, 2, 3].map(check))
   expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).toEqual([1, '2 is refused', 3])
   expect(batches).toEqual([[1, 2, 3], [1], [2], [3]])
+})
+
+it('makes one batcher per owner, so calls for different owners never share a batch', async () => {
+  const batches: string[][] = []
+  const forOwner = batcherPer((owner: { name: string }) => createBatcher(async (items: string[]) => (batches.push(items.map((i) => `${owner.name}:${i}`)), items), { maxBatch: 10, maxInFlight: 1 }))
+  const a = { name: 'a' }
+  const b = { name: 'b' }
+  expect(forOwner(a)).toBe(forOwner(a))
+  await Promise.all([forOwner(a)('1'), forOwner(b)('2'), forOwner(a)('3')])
+  expect(batches.sort()).toEqual([['a:1', 'a:3'], ['b:2']])
 })
