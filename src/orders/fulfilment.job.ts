@@ -185,7 +185,7 @@ async function stockArrived(tx: Queryable, deps: FulfilmentDeps, work: UnitOfWor
     [event.connection_id, operations.reserveStock, skus],
   )
   for (const order of held) {
-    await deps.lifecycle.requestStep(tx, work, { orderId: order.id, connection: deps.connection, operation: operations.reserveStock, version: order.source_version, rerun: true })
+    await deps.lifecycle.requestStep(tx, work, { orderId: order.id, connection: deps.connection, operation: operations.reserveStock, version: order.source_version })
     work.events.push({ orderId: order.id, kind: 'stock_arrived', cause, detail: { skus } })
   }
   return { applied: true, orderId: null }

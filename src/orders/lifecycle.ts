@@ -29,7 +29,7 @@ export const operations = {
 export interface UnitOfWork {
   events: OrderEventInput[]
   changes: ChangeInput[]
-  /** `rerun`: the step ran for this version already (a hold released); its finished job must be replaced. */
+  /** `rerun`: the step finished this version already (e.g. a hold released); its finished job must be replaced. */
   jobs: (Omit<SyncJob, 'correlationId'> & { rerun?: boolean })[]
   notifications: NotificationPlan
   /** Inventory connections whose stock levels changed: CRMs that show stock hear of it. */
@@ -69,7 +69,7 @@ export interface Lifecycle {
   /** Tells the CRM the order's status again (its payment track changed, or a change was refused). */
   requestStatusWriteback(tx: Queryable, work: UnitOfWork, order: Pick<OrderRef, 'id' | 'sourceConnection'>): Promise<void>
   /** Marks a step pending for `version`; `onlyIfLinked` leaves targets that never saw the order alone. */
-  requestStep(tx: Queryable, work: UnitOfWork, step: { orderId: string; connection: Connection; operation: string; version: number; onlyIfLinked?: boolean; rerun?: boolean }): Promise<void>
+  requestStep(tx: Queryable, work: UnitOfWork, step: { orderId: string; connection: Connection; operation: string; version: number; onlyIfLinked?: boolean }): Promise<void>
   /** Writes the unit's history: the last statement of the caller's transaction. */
   finish(tx: Queryable, work: UnitOfWork): Promise<void>
   /** After commit: enqueue the unit's steps and reminders. */
@@ -163,16 +163,22 @@ export function createLifecycle(options: LifecycleOptions): Lifecycle {
     },
 
     async requestStep(tx, work, step) {
-      const linked = await tx.query(
-        step.onlyIfLinked
-          ? `update links set status = 'pending', target_version = greatest(coalesce(target_version, 0), $4), updated_at = now()
-             where order_id = $1 and connection_id = $2 and operation = $3 returning order_id`
-          : `insert into links (order_id, connection_id, operation, status, target_version) values ($1, $2, $3, 'pending', $4)
-             on conflict (order_id, connection_id, operation) do update set status = 'pending', target_version = greatest(coalesce(links.target_version, 0), $4), updated_at = now()
-             returning order_id`,
+      const [linked] = await tx.query<{ rerun: boolean }>(
+        `with earlier as (select status, target_version, last_synced_version from links where order_id = $1 and connection_id = $2 and operation = $3),
+         requested as (${
+           step.onlyIfLinked
+             ? `update links set status = 'pending', target_version = greatest(coalesce(target_version, 0), $4), updated_at = now()
+                where order_id = $1 and connection_id = $2 and operation = $3 returning order_id`
+             : `insert into links (order_id, connection_id, operation, status, target_version) values ($1, $2, $3, 'pending', $4)
+                on conflict (order_id, connection_id, operation) do update set status = 'pending', target_version = greatest(coalesce(links.target_version, 0), $4), updated_at = now()
+                returning order_id`
+         })
+         select coalesce((select status not in ('pending', 'retrying') and coalesce(target_version, last_synced_version, 0) >= $4 from earlier), false) as rerun from requested`,
         [step.orderId, step.connection.id, step.operation, step.version],
       )
-      if (linked.length) work.jobs.push({ orderId: step.orderId, connectionId: step.connection.id, operation: step.operation, sourceVersion: step.version, ...(step.rerun ? { rerun: true } : {}) })
+      // A link that had finished this version (synced, held, dead…) is asked for it again: the job
+      // that ran it keeps its id in the queue for a while, so it must be replaced, not added.
+      if (linked) work.jobs.push({ orderId: step.orderId, connectionId: step.connection.id, operation: step.operation, sourceVersion: step.version, ...(linked.rerun ? { rerun: true } : {}) })
     },
 
     finish: (tx, work) => recordHistory(tx, work.events, work.changes),

@@ -117,7 +117,7 @@ async function repairThroughPipeline(deps: RepairDeps, run: RunRef, orderId: str
         out.push(...step.findings.map((f) => record(f, 'reported', connection ? 'a step for this order started meanwhile; left to it' : `connection ${step.connectionId} is not configured`)))
         continue
       }
-      await deps.lifecycle.requestStep(tx, work, { orderId, connection, operation: step.operation, version: order.sourceVersion, onlyIfLinked: true, rerun: true })
+      await deps.lifecycle.requestStep(tx, work, { orderId, connection, operation: step.operation, version: order.sourceVersion, onlyIfLinked: true })
       for (const f of step.findings) out.push(record(f, 'repair_requested', describeRepair(f.repair!)))
     }
     if (statusPushes.length) {

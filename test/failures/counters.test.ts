@@ -62,10 +62,16 @@ describe('counters after a mixed run (postgres)', () => {
     expect(fromWms.map((d) => [d.body.type, d.status])).toEqual(Array.from({ length: 5 }, () => ['stock.changed', 'delivered']))
 
     // Every event handled, and every step it asked for done: the status write-backs to the CRM too.
-    const stats = await stack.waitFor(async () => {
-      const { body } = await stack.api('/api/v1/stats')
-      return body.inbox.pending === 0 && body.staleSkipped === 1 && body.links.pending === 0 && body.links.synced === 14 && body
-    }, 'every event handled and every step done')
+    let seen: unknown
+    const stats = await stack.waitFor(
+      async () => {
+        const { body } = await stack.api('/api/v1/stats')
+        const { orders } = (await stack.api('/api/v1/orders?limit=50')).body
+        seen = { stats: body, links: orders.map((o: any) => [o.externalId, o.links.map((l: any) => `${l.operation} ${l.status} v${l.lastSyncedVersion}`)]) }
+        return body.inbox.pending === 0 && body.staleSkipped === 1 && body.links.pending === 0 && body.links.synced === 14 && body
+      },
+      () => `every event handled and every step done; last seen ${JSON.stringify(seen)}`,
+    )
     // Sync outcomes are links, one per order and target, each counted at its target: five orders
     // (A, E, B, C, D) have five stock reservations in the WMS, four sales orders in the ERP (D's
     // needs attention) and five statuses written back to the CRM. The totals add the connections up.

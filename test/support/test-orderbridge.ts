@@ -36,7 +36,8 @@ export interface TestStack {
   start(mode?: Mode): Promise<RunningOrderbridge>
   stop(): Promise<void>
   api<T = any>(path: string, init?: { method?: string; body?: unknown; key?: string }): Promise<{ status: number; body: T }>
-  waitFor<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs?: number): Promise<T>
+  /** `what` names what is awaited in the timeout's error; as a function it can tell what was last seen. */
+  waitFor<T>(probe: () => Promise<T | undefined | false>, what: string | (() => string), timeoutMs?: number): Promise<T>
   close(): Promise<void>
 }
 
@@ -108,7 +109,7 @@ export async function startTestStack(engine: Engine, options: TestStackOptions =
       for (;;) {
         const value = await probe()
         if (value) return value
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`)
         await new Promise((r) => setTimeout(r, 50))
       }
     },
