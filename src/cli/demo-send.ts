@@ -1,7 +1,8 @@
 /**
  * `orderbridge demo send`: pushes sample orders to a running orderbridge and follows the change
  * feed, showing how many orders are in each state, until every one has reached the ERP (or, with
- * `--until completed`, has been shipped, delivered and paid) or has failed. The orders go in through
+ * `--until completed`, has been shipped, delivered and paid) or has failed. At the end it says how
+ * many orders passed through each state (approval, reservation, shipment, payment), however briefly. The orders go in through
  * the CRM the demo runs with: when the data folder records a demo started with `--crm` (demo-run.json)
  * and its order desk answers, that CRM creates and delivers them in its own format; otherwise the demo
  * CRM's webhook sender signs and posts them here.
@@ -12,6 +13,7 @@ import type { Env } from '../config.ts'
 import { deliverDemoCrmOrders, type DeliveredOrder, type DemoOrderRequest } from '../demo/demo-choices.ts'
 import { readStoredCredentials } from '../demo/demo-credentials.ts'
 import { demoDeskClient, readDemoRun } from '../demo/demo-desk.ts'
+import { orderStates, type OrderState } from '../orders/order-state.ts'
 
 export interface DemoSendOptions {
   orders: number
@@ -30,12 +32,20 @@ export interface DemoSendSummary {
   failed: number
   /** How many of the orders ended in each state. */
   states: Record<string, number>
+  /** How many of the orders entered each state on their way (order states, then payment states). */
+  passedThrough: Record<string, number>
   elapsedMs: number
 }
 
 /** States in which the ERP holds the order. */
 const inErp = new Set(['pending_shipment', 'shipped', 'delivered', 'completed'])
 const final = new Set(['completed', 'rejected', 'cancelled'])
+
+/** Order states as the lifecycle lists them, then payment states as they were first seen. */
+function inLifecycleOrder(counts: Record<string, number>): Record<string, number> {
+  const rank = (s: string) => (orderStates.includes(s as OrderState) ? orderStates.indexOf(s as OrderState) : orderStates.length)
+  return Object.fromEntries(Object.entries(counts).sort(([a], [b]) => rank(a) - rank(b)))
+}
 
 /** How the orders get in: a CRM that creates and delivers them, a batch at a time. */
 interface OrderSource {
@@ -99,6 +109,7 @@ export async function runDemoSend(env: Env, options: DemoSendOptions): Promise<D
   // Follow the feed: order.created tells which order ids are ours, state changes and failures settle them.
   const ours = new Set<string>()
   const state = new Map<string, string>()
+  const passedThrough: Record<string, number> = {}
   const failed = new Set<string>()
   const settled = (id: string) => failed.has(id) || (options.until === 'completed' ? final.has(state.get(id) ?? '') : inErp.has(state.get(id) ?? '') || final.has(state.get(id) ?? ''))
   const settledCount = () => [...ours].filter(settled).length + [...failed].filter((id) => !ours.has(id)).length
@@ -116,6 +127,10 @@ export async function runDemoSend(env: Env, options: DemoSendOptions): Promise<D
       if (change.type === 'event.needs_attention' && externalIds.has(String(change.data.externalId))) failed.add(String(change.data.externalId))
       if (!change.orderId || !ours.has(change.orderId)) continue
       if (change.type === 'order.state_changed') state.set(change.orderId, String(change.data.to))
+      if (change.type === 'order.state_changed' || change.type === 'order.payment_state_changed') {
+        const to = change.type === 'order.state_changed' ? String(change.data.to) : `payment ${String(change.data.to)}`
+        passedThrough[to] = (passedThrough[to] ?? 0) + 1
+      }
       if (change.type === 'sync.failed' && change.data.status !== 'retrying') failed.add(change.orderId)
     }
     cursor = page.next
@@ -126,8 +141,9 @@ export async function runDemoSend(env: Env, options: DemoSendOptions): Promise<D
     if (!page.changes.length) await new Promise((r) => setTimeout(r, 200))
   }
   const synced = [...ours].filter((id) => inErp.has(state.get(id) ?? '')).length
-  const summary = { sent: externalIds.size, rejected, synced, failed: failed.size, states: counts(), elapsedMs: Date.now() - started }
+  const summary = { sent: externalIds.size, rejected, synced, failed: failed.size, states: counts(), passedThrough: inLifecycleOrder(passedThrough), elapsedMs: Date.now() - started }
   options.progress(`sent ${summary.sent}, synced ${summary.synced}, failed ${summary.failed}, rejected ${summary.rejected}, elapsed ${(summary.elapsedMs / 1000).toFixed(1)} s`)
+  options.progress(`passed through: ${show(summary.passedThrough)}`)
   options.progress(`states: ${show(summary.states)}`)
   return summary
 }

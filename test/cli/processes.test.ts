@@ -68,7 +68,7 @@ describe('the orderbridge command', () => {
 
       const port = new URL(url!).port
       const sent = await run(['demo', 'send', '--orders', '20', '--timeout', '60'], { PORT: port })
-      expect(sent.code).toBe(0)
+      expect(sent.code, sent.stderr).toBe(0)
       const summary = JSON.parse(sent.stdout.trim().split('\n').at(-1)!)
       expect(summary).toMatchObject({ sent: 20, synced: 20, failed: 0, rejected: 0 })
       const headers = { authorization: `Bearer ${credentials.adminKey}` }
@@ -84,6 +84,18 @@ describe('the orderbridge command', () => {
       expect((await erpLinkOf('SO-1002'))?.status).toBe('synced')
       expect(sent.stderr).toMatch(/sent 20, synced 20, failed 0, rejected 0, elapsed [\d.]+ s/)
 
+      // Followed to the end, the demo's orders show the whole lifecycle: one of these five is large
+      // enough to wait for finance, every one is reserved, shipped, delivered, invoiced and paid.
+      const completed = await run(['demo', 'send', '--orders', '5', '--until', 'completed', '--timeout', '90'], { PORT: port })
+      expect(completed.code, completed.stderr).toBe(0)
+      expect(JSON.parse(completed.stdout.trim().split('\n').at(-1)!)).toMatchObject({
+        sent: 5,
+        failed: 0,
+        states: { completed: 5 },
+        passedThrough: { pending_approval: 1, approved: 5, reserved: 5, pending_shipment: 5, shipped: 5, delivered: 5, completed: 5, 'payment invoiced': 5, 'payment paid': 5 },
+      })
+      expect(completed.stderr).toMatch(/passed through: pending_approval 1, approved 5, reserved 5, pending_shipment 5, shipped 5, delivered 5, completed 5, payment invoiced 5, payment paid 5/)
+
       const ready = await fetch(`${url}/readyz`)
       expect(await ready.json()).toEqual({ status: 'ready', checks: { database: 'ok', redis: 'ok' } })
     } finally {
@@ -93,7 +105,7 @@ describe('the orderbridge command', () => {
       expect(await exited).toBe(0)
       expect(Date.now() - started).toBeLessThan(15_000)
     }
-  })
+  }, 150_000)
 
   it('migrates and says so', async () => {
     const first = await run(['migrate'], { ORDERBRIDGE_DATA_DIR: path.join(dataDir, 'fresh') })
