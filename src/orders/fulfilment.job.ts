@@ -96,7 +96,7 @@ export async function applyFulfilmentEvent(tx: Queryable, deps: FulfilmentDeps, 
     }
     case 'order.invoiced': {
       const d = fulfilmentDocumentSchemas['order.invoiced'].parse(event.document)
-      if (order.state === 'cancelled' || order.state === 'rejected') return refuse(`an order in state ${order.state} cannot be invoiced`)
+      if (!billableStates.includes(order.state)) return refuse(`an order in state ${order.state} cannot be invoiced`)
       const [inserted] = await tx.query(
         `insert into invoices (order_id, connection_id, invoice_number, amount, currency, due_date) values ($1, $2, $3, $4, $5, $6)
          on conflict (connection_id, invoice_number) do nothing returning id`,
@@ -109,6 +109,7 @@ export async function applyFulfilmentEvent(tx: Queryable, deps: FulfilmentDeps, 
     }
     case 'order.payment_received': {
       const d = fulfilmentDocumentSchemas['order.payment_received'].parse(event.document)
+      if (!billableStates.includes(order.state)) return refuse(`an order in state ${order.state} cannot take a payment`)
       if (d.currency !== order.currency) return refuse(`the payment is in ${d.currency}, the order in ${order.currency}`)
       const [inserted] = await tx.query(
         `insert into payments (order_id, connection_id, payment_id, amount, currency) values ($1, $2, $3, $4, $5) on conflict (connection_id, payment_id) do nothing returning id`,
@@ -121,6 +122,14 @@ export async function applyFulfilmentEvent(tx: Queryable, deps: FulfilmentDeps, 
     }
   }
 }
+
+/**
+ * Where an invoice or a payment is taken: from approval on (the ERP may hold the order from then,
+ * and may bill or take a prepayment before shipment) to completion (an invoice may follow a
+ * prepayment). Before approval no ERP order exists to bill, and a rejected or cancelled order owes
+ * nothing: money for it is refused, left for a person to settle in the ERP (a refund, a credit note).
+ */
+const billableStates: readonly OrderState[] = ['approved', 'on_hold', 'reserved', 'pending_shipment', 'shipped', 'delivered', 'completed']
 
 interface TargetOrder extends OrderRow {
   paymentState: string

@@ -313,31 +313,39 @@ async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, d
       work.events.push({ orderId: order.id, kind: 'stale_skipped', cause, detail: { reason, sourceVersion: event.source_version } })
       return { result: 'stale', orderId: order.id }
     }
-    await tx.query('update orders set document = $2, source_version = $3, currency = $4, total = $5, revision = revision + 1, updated_at = now() where id = $1', [
-      order.id,
-      JSON.stringify(document),
-      event.source_version,
-      document.currency,
-      document.total,
-    ])
-    order = { ...existing, sourceVersion: event.source_version, document }
-    work.events.push({ orderId: order.id, kind: 'updated', cause, detail: { sourceVersion: event.source_version } })
-    work.changes.push({ type: 'order.updated', orderId: order.id, connectionId: event.connection_id, data: { sourceVersion: event.source_version, total: document.total } })
-    if (cancelled && canTransition(order.state, 'cancelled')) await lifecycle.transition(tx, work, order, 'cancelled', cause)
-    else if (cancelled) refusal = `an order in state ${order.state} cannot be cancelled`
-    else if (afterShipment.includes(order.state)) refusal = `an order in state ${order.state} cannot be changed any more`
-    // The targets follow the new version: stock first, then the ERP order.
-    else if (fulfilling.includes(order.state)) await lifecycle.resumeFulfilment(tx, work, order)
-    // What was approved is not what is asked now: the approvals start again under the rules.
-    else if (order.state === 'pending_approval' && deps.connections.get(order.sourceConnection)?.approvedBy !== 'crm') await restartApproval(tx, deps, work, order)
+    refusal = refusalOf(order.state, cancelled)
     if (refusal) {
-      work.events.push({ orderId: order.id, kind: 'refused', cause, detail: { reason: refusal } })
+      // The order keeps what was shipped: a refused version is not applied, only recorded. The
+      // status write-back tells the CRM why while that version is newer than the order's.
+      work.events.push({ orderId: order.id, kind: 'refused', cause, detail: { reason: refusal, sourceVersion: event.source_version } })
       work.changes.push({ type: 'event.refused', orderId: order.id, connectionId: event.connection_id, data: { eventId: String(event.id), reason: refusal } })
       await lifecycle.requestStatusWriteback(tx, work, order)
+    } else {
+      await tx.query('update orders set document = $2, source_version = $3, currency = $4, total = $5, revision = revision + 1, updated_at = now() where id = $1', [
+        order.id,
+        JSON.stringify(document),
+        event.source_version,
+        document.currency,
+        document.total,
+      ])
+      order = { ...existing, sourceVersion: event.source_version, document }
+      work.events.push({ orderId: order.id, kind: 'updated', cause, detail: { sourceVersion: event.source_version } })
+      work.changes.push({ type: 'order.updated', orderId: order.id, connectionId: event.connection_id, data: { sourceVersion: event.source_version, total: document.total } })
+      if (cancelled) await lifecycle.transition(tx, work, order, 'cancelled', cause)
+      // The targets follow the new version: stock first, then the ERP order.
+      else if (fulfilling.includes(order.state)) await lifecycle.resumeFulfilment(tx, work, order)
+      // What was approved is not what is asked now: the approvals start again under the rules.
+      else if (order.state === 'pending_approval' && deps.connections.get(order.sourceConnection)?.approvedBy !== 'crm') await restartApproval(tx, deps, work, order)
     }
   }
   await settleInbox(tx, event, 'processed', order.id, refusal ? [refusal] : null)
   return refusal ? { result: 'refused', orderId: order.id, reason: refusal } : { result: 'applied', orderId: order.id }
+}
+
+/** Why a new version cannot be applied to an order in `state`, if it cannot. */
+function refusalOf(state: OrderState, cancels: boolean): string | undefined {
+  if (cancels) return canTransition(state, 'cancelled') ? undefined : `an order in state ${state} cannot be cancelled`
+  return afterShipment.includes(state) ? `an order in state ${state} cannot be changed any more` : undefined
 }
 
 /** States whose targets follow a new source version; before them the order has not reached the targets. */

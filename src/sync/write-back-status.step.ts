@@ -1,7 +1,8 @@
 /**
  * Tell the CRM where its order stands: state, payment state, ERP order number, invoice, tracking
- * and amount paid, through the CRM connection's `updateOrderStatus`. The update carries the whole
- * current status, so one call brings the CRM up to date however many changes it missed.
+ * and amount paid, through the CRM connection's `updateOrderStatus`; in `comment`, why its latest
+ * change was refused, or why the order was rejected. The update carries the whole current status,
+ * so one call brings the CRM up to date however many changes it missed.
  */
 import { SyncFailure, type OrderStatusUpdate } from '../connector-kit/index.ts'
 import { callRemote, fail, operationContext, release, runLeasedStep, settleLink, settleStep, type Attempt, type StepOutcome, type SyncDeps } from './step-runtime.ts'
@@ -39,18 +40,24 @@ async function currentStatus(deps: SyncDeps, orderId: string): Promise<OrderStat
     invoice_number: string | null
     carrier: string | null
     tracking_number: string | null
-    comment: string | null
+    refusal: string | null
+    rejection: string | null
   }>(
     `select o.state, o.payment_state, o.amount_paid::text as amount_paid, o.currency,
        (select external_id from links where order_id = o.id and operation = 'salesOrders.upsert') as erp_number,
        (select invoice_number from invoices where order_id = o.id order by id desc limit 1) as invoice_number,
        (select carrier from shipments where order_id = o.id order by id desc limit 1) as carrier,
        (select tracking_number from shipments where order_id = o.id order by id desc limit 1) as tracking_number,
-       (select comment from approvals where order_id = o.id and status = 'rejected' limit 1) as comment
+       (select detail ->> 'reason' from order_events where order_id = o.id and kind = 'refused' and (detail ->> 'sourceVersion')::bigint > o.source_version
+         order by id desc limit 1) as refusal,
+       (select comment from approvals where order_id = o.id and status = 'rejected' limit 1) as rejection
      from orders o where o.id = $1`,
     [orderId],
   )
   const r = row!
+  // A refused change is newer than the order's version (the order keeps what it had) until the CRM
+  // sends one that is applied, so every write-back until then says why it was not.
+  const comment = r.refusal ? `change refused: ${r.refusal}` : r.rejection
   return {
     state: r.state,
     paymentState: r.payment_state,
@@ -60,6 +67,6 @@ async function currentStatus(deps: SyncDeps, orderId: string): Promise<OrderStat
     ...(r.invoice_number ? { invoiceNumber: r.invoice_number } : {}),
     ...(r.carrier ? { carrier: r.carrier } : {}),
     ...(r.tracking_number ? { trackingNumber: r.tracking_number } : {}),
-    ...(r.comment ? { comment: r.comment } : {}),
+    ...(comment ? { comment } : {}),
   }
 }
