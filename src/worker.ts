@@ -48,7 +48,7 @@ export function startWorkers(deps: WorkerDeps): Workers {
     { db: deps.db, settings: deps.notifications, log, addCrmNote: crmNoteSender(deps.connections, log) },
     { redis: deps.queues.redis, prefix: deps.queues.prefix },
   )
-  const stockPush = startStockPushWorker({ db: deps.db, connections: deps.connections, log }, { redis: deps.queues.redis, prefix: deps.queues.prefix })
+  const stockPush = startStockPushWorker({ db: deps.db, connections: deps.connections, queue: deps.stockPushQueue, log }, { redis: deps.queues.redis, prefix: deps.queues.prefix })
   const workers: Pick<Worker, 'close'>[] = [normalize, ...sync, notifier, stockPush]
   const sweeper = startSweeper(deps.db, deps.queues, log, deps.sweepIntervalMs, [() => sweepStockPushes(deps.db, deps.stockPushQueue, deps.connections)])
   const notificationSweeper = startNotificationSweeper(deps.db, deps.notificationQueue, log, deps.sweepIntervalMs)

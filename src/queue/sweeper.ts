@@ -4,6 +4,7 @@
  */
 import type { Logger } from '../connector-kit/index.ts'
 import type { Database } from '../db/database.ts'
+import { reservingStates } from '../sync/reserve-stock.step.ts'
 import { ensureJob, ingestJobId, syncJobId, type QueueSet } from './queues.ts'
 
 export interface SweepResult {
@@ -23,11 +24,13 @@ export async function sweep(db: Database, queues: QueueSet, options: { graceSeco
     [grace],
   )
   for (const { id } of inbox) await ensureJob(queues.ingest, 'normalize', { inboxIds: [id], correlationId: `sweep-inbox-${id}` }, ingestJobId([id]))
-  // Orders held for stock try again now and then, in case no stock event comes.
+  // Orders held for stock try again now and then, in case no stock event comes; only while they
+  // still want the stock: in any other state the step would skip, leaving the link pending for every sweep.
   await db.query(
-    `update links set status = 'pending', updated_at = now() - make_interval(secs => $1)
-     where status = 'held' and updated_at < now() - make_interval(secs => $2)`,
-    [grace, options.holdRecheckSeconds ?? holdRecheckSeconds],
+    `update links l set status = 'pending', updated_at = now() - make_interval(secs => $1)
+     from orders o
+     where o.id = l.order_id and o.state = any($3::text[]) and l.status = 'held' and l.updated_at < now() - make_interval(secs => $2)`,
+    [grace, options.holdRecheckSeconds ?? holdRecheckSeconds, reservingStates],
   )
   const links = await db.query<{ order_id: string; connection_id: string; operation: string; version: number }>(
     `select l.order_id, l.connection_id, l.operation, coalesce(l.target_version, o.source_version) as version from links l join orders o on o.id = l.order_id

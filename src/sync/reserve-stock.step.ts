@@ -2,7 +2,8 @@
  * Reserve stock for every line before the ERP order is created, through the inventory connection.
  * Short of stock, the connection's stock policy decides: hold the order (it is tried again when
  * stock arrives or on the periodic re-check), reserve what there is and backorder the rest, or
- * reject it. A cancelled order's reservation is released.
+ * reject it (its reservation then ends cancelled: a rejected order holds no stock). A cancelled
+ * order's reservation is released.
  */
 import { isSyncFailure, SyncFailure, type OperationContext, type Reservation, type ReservationRequest } from '../connector-kit/index.ts'
 import type { OrderState } from '../orders/order-state.ts'
@@ -20,8 +21,11 @@ export interface MissingStock {
   available: string
 }
 
-/** States in which the order's stock should be (or stay) reserved. */
-const reservingStates: readonly OrderState[] = ['approved', 'on_hold', 'reserved', 'pending_shipment']
+/**
+ * States in which the order's stock should be (or stay) reserved. A reservation held for stock is
+ * re-checked (src/queue/sweeper.ts) only in these: in any other state this step reserves nothing.
+ */
+export const reservingStates: readonly OrderState[] = ['approved', 'on_hold', 'reserved', 'pending_shipment']
 
 export function reserveStock(deps: SyncDeps, attempt: Attempt): Promise<StepOutcome> {
   return runLeasedStep(deps, attempt, async (step) => {
@@ -59,12 +63,23 @@ export function reserveStock(deps: SyncDeps, attempt: Attempt): Promise<StepOutc
     const answer = call.value
     const missing = 'missing' in answer ? answer.missing : []
     const backordered = 'lines' in answer ? answer.lines.filter((l) => l.reserved !== l.requested) : []
+    const rejects = (state: OrderState) => missing.length > 0 && policy === 'reject' && (state === 'approved' || state === 'on_hold')
+    const calls: Called<unknown>[] = [call]
+    // A short answer leaves what an earlier version reserved (an order that grew after it was
+    // reserved): an order rejected for stock gives that back, so it holds none.
+    if (rejects(order.state) && existing) {
+      const releaseCtx = operationContext(deps, step, 'inventory.release')
+      calls.push(await callRemote(deps, step, releaseCtx, () => inventory.release(releaseCtx, existing)))
+    }
 
     await settleStep(deps, step, async (tx, locked, work) => {
       if (!locked) return
       const held = missing.length > 0
-      await settleLink(tx, step, [call], { externalId: 'externalId' in answer ? answer.externalId : null, done: held ? 'held' : 'synced' })
-      if (held && policy === 'reject' && (locked.state === 'approved' || locked.state === 'on_hold')) {
+      const rejected = rejects(locked.state)
+      // A rejected order's reservation is final (cancelled), not held: nothing waits for stock, and a
+      // held link would be re-checked for good.
+      await settleLink(tx, step, calls, { externalId: 'externalId' in answer ? answer.externalId : null, done: rejected ? 'cancelled' : held ? 'held' : 'synced' })
+      if (rejected) {
         await deps.lifecycle.transition(tx, work, locked, 'rejected', `${step.connection.id}: not enough stock, and its stock policy rejects`, { missing })
       } else if (held) {
         await tx.query('update orders set hold = $2 where id = $1', [order.id, JSON.stringify({ missing })])
