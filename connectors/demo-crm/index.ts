@@ -34,6 +34,8 @@ export const demoCrmOrderSchema = z.object({
         qty: z.union([z.number().int().positive(), decimal]),
         // Money never travels as a float.
         price: decimal,
+        /** Percent off the list price; `price` is already the discounted price. */
+        discount: decimal.optional(),
       }),
     )
     .min(1),

@@ -1,9 +1,11 @@
 /**
  * Approvers' surface: what waits for their level, and their decision on an order. An approver key
- * sees and decides only its own level; an admin may name a level or decide the current one.
+ * sees and decides only its own level; an admin may name a level or decide the current one. Each
+ * waiting order is answered as projectOrderFor shapes it for the reader, like the order routes.
  */
 import type { FastifyPluginAsync } from 'fastify'
 import { z } from 'zod'
+import { projectOrderFor } from '../auth/projection.ts'
 import type { Database } from '../db/database.ts'
 import type { Lifecycle } from '../orders/lifecycle.ts'
 import { issuesOf } from '../shared/field-issues.ts'
@@ -35,7 +37,8 @@ export const approvalRoutes: FastifyPluginAsync<ApprovalRoutesOptions> = async (
     if (!query.success) return reply.code(400).send(errorBody('invalid_query', 'the query string is invalid', issuesOf(query.error)))
     const principal = req.principal!
     const level = principal.role === 'approver' ? principal.level : (query.data.level ?? null)
-    return { approvals: await listPendingApprovals(db, level, query.data.limit) }
+    const pending = await listPendingApprovals(db, level, query.data.limit)
+    return { approvals: pending.map((item) => projectOrderFor(principal, { ...item })) }
   })
 
   app.post<{ Params: { id: string } }>('/orders/:id/approval', async (req, reply) => {

@@ -26,6 +26,9 @@ export interface CreditDecision {
   figures?: CreditFigures
 }
 
+/** The timeline entry of a credit check that left finance to a person: its reason and figures. */
+export const creditCheckedEventKind = 'credit_checked'
+
 const negate = (value: string) => (value.startsWith('-') ? value.slice(1) : `-${value}`)
 const show = (value: string) => trimDecimal(value, 2)
 

@@ -1,13 +1,20 @@
 import { z } from 'zod'
-import { addDecimals, isDecimalString, multiplyDecimals, trimDecimal } from '../shared/decimal.ts'
+import { addDecimals, compareDecimals, isDecimalString, multiplyDecimals, trimDecimal } from '../shared/decimal.ts'
 
 const decimalString = z.string().refine(isDecimalString, 'must be a decimal string')
+const percentString = z
+  .string()
+  .refine((p) => isDecimalString(p) && compareDecimals(p, '0') >= 0 && compareDecimals(p, '100') <= 0, 'must be a percentage from 0 to 100 as a decimal string such as "12.5"')
 
 export const orderLineSchema = z.object({
   sku: z.string().min(1),
   quantity: decimalString.refine((q) => !q.startsWith('-') && !/^0+(\.0+)?$/.test(q), 'must be positive'),
+  /** What the customer pays per unit, any discount already taken off. */
   unitPrice: decimalString,
   lineTotal: decimalString.optional(),
+  // Read by the approval rules (maxLineDiscountPercent). unitPrice is already the discounted price,
+  // so totals never take the discount off again.
+  discount: percentString.optional().describe('percent off the list price'),
 })
 export type OrderLine = z.infer<typeof orderLineSchema>
 

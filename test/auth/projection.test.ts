@@ -32,22 +32,44 @@ const order = {
   updatedAt: 'y',
 }
 
+/** What the credit check writes in a timeline: a check that left finance to a person, and one that approved. */
+const creditTimeline = [
+  { at: 'a', kind: 'credit_checked', fromState: null, toState: null, cause: 'demo-erp credit check', detail: { reason: 'over the credit limit by 500.00 CNY (outstanding 49000.00 + order 1500.00 = 50500.00 CNY, limit 50000.00)', figures: { limit: '50000.00', outstanding: '49000.00', exposure: '50500.00', headroom: '-500.00', overdue: false } } },
+  { at: 'b', kind: 'approval', fromState: null, toState: null, cause: 'demo-erp credit check', detail: { level: 'finance', decision: 'approve', automatic: true, comment: 'within the credit limit: outstanding 100.00 + order 398.00 = 498.00 CNY, limit 50000.00' } },
+  { at: 'c', kind: 'approval', fromState: null, toState: null, cause: 'approver key sm', detail: { level: 'sales_manager', decision: 'approve', automatic: false, comment: 'good customer' } },
+]
+
 describe('projectOrderFor', () => {
-  it.each(['admin', 'ops', 'viewer', 'integration'] as const)('shows %s keys the whole order', (role) => {
+  it.each(['admin', 'ops'] as const)('shows %s keys the whole order', (role) => {
     expect(projectOrderFor(principal(role), order)).toBe(order)
   })
 
   it('shows a finance approver amounts and credit figures', () => {
     expect(projectOrderFor(principal('approver', 'finance'), order)).toEqual(order)
+    expect(projectOrderFor(principal('approver', 'finance'), { ...order, timeline: creditTimeline })).toEqual({ ...order, timeline: creditTimeline })
   })
 
-  it('shows a sales manager amounts but no credit figures', () => {
-    const seen = projectOrderFor(principal('approver', 'sales_manager'), order) as typeof order
+  it.each([
+    ['a sales manager', principal('approver', 'sales_manager')],
+    ['a viewer', principal('viewer')],
+    ['an integration key', principal('integration')],
+  ])('shows %s amounts but no credit figures', (_, reader) => {
+    const seen = projectOrderFor(reader, order) as typeof order
     expect(seen.total).toBe('398.00')
     expect(seen.document.lines[0]).toMatchObject({ unitPrice: '199.00', lineTotal: '398.00' })
     expect(seen.document).not.toHaveProperty('credit')
     expect(seen.document.customer).not.toHaveProperty('creditLimit')
     expect(seen.document.customer).toHaveProperty('address')
+  })
+
+  it('shows a sales manager the credit check in the timeline without its reason, figures or the automatic approval’s comment', () => {
+    const seen = projectOrderFor(principal('approver', 'sales_manager'), { ...order, timeline: creditTimeline })
+    expect(seen.timeline).toEqual([
+      { at: 'a', kind: 'credit_checked', fromState: null, toState: null, cause: 'demo-erp credit check' },
+      { at: 'b', kind: 'approval', fromState: null, toState: null, cause: 'demo-erp credit check', detail: { level: 'finance', decision: 'approve', automatic: true } },
+      creditTimeline[2],
+    ])
+    expect(JSON.stringify(seen)).not.toMatch(/50000|headroom|outstanding/)
   })
 
   it('shows the warehouse lines, quantities and addresses, and no price, amount, total or credit', () => {
@@ -100,6 +122,21 @@ describe('projectOrderFor', () => {
       waitingSince: 'x',
       approvals: [{ level: 'warehouse', status: 'pending', decidedBy: null, automatic: false }],
     })
+  })
+
+  it('shows the warehouse approval and reconciliation entries without their causes, which quote amounts', () => {
+    const timeline = [
+      { at: 'a', kind: 'transition', fromState: 'received', toState: 'pending_approval', cause: 'approval rules v1: rule "large" matched and requires finance; total 398.00 CNY is at least 100', detail: null },
+      { at: 'b', kind: 'transition', fromState: 'pending_approval', toState: 'rejected', cause: 'rejected by approver key f (finance): owes 398.00 already', detail: null },
+      { at: 'c', kind: 'reconciliation', fromState: null, toState: null, cause: 'reconciliation 4: total_mismatch at demo-erp; 398.00 ≠ 399.00', detail: null },
+      { at: 'd', kind: 'transition', fromState: 'reserved', toState: 'pending_shipment', cause: 'demo-erp created sales order E-1', detail: null },
+    ]
+    expect(projectOrderFor(principal('approver', 'warehouse'), { ...order, timeline }).timeline).toEqual([
+      { at: 'a', kind: 'transition', fromState: 'received', toState: 'pending_approval' },
+      { at: 'b', kind: 'transition', fromState: 'pending_approval', toState: 'rejected' },
+      { at: 'c', kind: 'reconciliation', fromState: null, toState: null },
+      { at: 'd', kind: 'transition', fromState: 'reserved', toState: 'pending_shipment', cause: 'demo-erp created sales order E-1' },
+    ])
   })
 
   it('hides a field added to orders later from the warehouse until it is allowed', () => {
