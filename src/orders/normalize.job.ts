@@ -345,12 +345,13 @@ async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, d
 /** Why a new version cannot be applied to an order in `state`, if it cannot. */
 function refusalOf(state: OrderState, cancels: boolean): string | undefined {
   if (cancels) return canTransition(state, 'cancelled') ? undefined : `an order in state ${state} cannot be cancelled`
-  return afterShipment.includes(state) ? `an order in state ${state} cannot be changed any more` : undefined
+  return unchangeable.includes(state) ? `an order in state ${state} cannot be changed any more` : undefined
 }
 
 /** States whose targets follow a new source version; before them the order has not reached the targets. */
 const fulfilling: readonly OrderState[] = ['approved', 'on_hold', 'reserved', 'pending_shipment']
-const afterShipment: readonly OrderState[] = ['shipped', 'delivered', 'completed']
+/** Shipped goods are not unshipped, and an order that ended (rejected, cancelled) does not start again. */
+const unchangeable: readonly OrderState[] = ['shipped', 'delivered', 'completed', 'rejected', 'cancelled']
 
 /** A changed order waiting for approval: earlier decisions were about other amounts, so they go. */
 async function restartApproval(tx: Queryable, deps: NormalizeDeps, work: UnitOfWork, order: OrderRef): Promise<void> {
