@@ -144,6 +144,9 @@ export function createLifecycle(options: LifecycleOptions): Lifecycle {
         if (inventory) await lifecycle.requestStep(tx, work, { orderId: order.id, connection: inventory, operation: operations.reserveStock, version: order.sourceVersion, onlyIfLinked: true })
         await lifecycle.requestStep(tx, work, { orderId: order.id, connection: erp, operation: operations.salesOrder, version: order.sourceVersion, onlyIfLinked: true })
       }
+      // Rejected for stock after its sales order was asked for: the ERP step cancels what it made.
+      // (The stock step gave back its reservation as it rejected; approval rejects before any step.)
+      if (to === 'rejected') await lifecycle.requestStep(tx, work, { orderId: order.id, connection: erp, operation: operations.salesOrder, version: order.sourceVersion, onlyIfLinked: true })
     },
 
     async resumeFulfilment(tx, work, order) {

@@ -1,6 +1,6 @@
 /**
  * Make the ERP's sales order match the order's current version: create it, update it, or cancel it
- * when the order was cancelled. Creating it moves the order on to `pending_shipment`.
+ * when the order was cancelled or rejected. Creating it moves the order on to `pending_shipment`.
  */
 import { SyncFailure, type OperationContext, type RemoteRecord } from '../connector-kit/index.ts'
 import { applyMapping } from '../mapping/mapping-catalog.ts'
@@ -20,11 +20,9 @@ export function upsertSalesOrder(deps: SyncDeps, attempt: Attempt): Promise<Step
       await release(deps, step, { caughtUp: order.state !== 'cancelled' })
       return { result: 'skipped', reason: `version ${link.targetVersion} is already synced` }
     }
-    if (order.state === 'rejected') {
-      await release(deps, step)
-      return { result: 'skipped', reason: 'the order was rejected' }
-    }
-    if (order.state === 'cancelled') return cancelSalesOrder(deps, step, operationContext(deps, step, 'salesOrders.cancel'))
+    // A rejected order (its stock policy rejects once it grew past the stock) may have had its sales
+    // order created already: it is cancelled like a cancelled order's, and the link ends cancelled.
+    if (order.state === 'cancelled' || order.state === 'rejected') return cancelSalesOrder(deps, step, operationContext(deps, step, 'salesOrders.cancel'))
 
     const ctx = operationContext(deps, step, 'salesOrders.upsert')
     const mappingId = step.connection.mappings.salesOrder!
@@ -57,7 +55,7 @@ export function upsertSalesOrder(deps: SyncDeps, attempt: Attempt): Promise<Step
   })
 }
 
-/** The order was cancelled: cancel its sales order, if the ERP has one (or may have one). */
+/** The order was cancelled or rejected: cancel its sales order, if the ERP has one (or may have one). */
 async function cancelSalesOrder(deps: SyncDeps, step: LeasedStep, ctx: OperationContext): Promise<StepOutcome> {
   const { order } = step
   const capability = step.connection.connector.salesOrders!

@@ -88,6 +88,7 @@ describe('an inventory connection whose stock policy rejects', () => {
   })
 
   it('gives back what an order held when it grows beyond the stock and is rejected', async () => {
+    let rejectedId: string | undefined
     // The ERP is down, so the reserved order waits there for its sales order when it grows.
     stack.erp.faults.failNext(1_000, 503)
     try {
@@ -101,12 +102,16 @@ describe('an inventory connection whose stock policy rejects', () => {
 
       await sweeper.sweep()
       const rejected = await waitForOrder(stack, 'REJ-GROW', 'rejected', (o) => o.state === 'rejected')
+      rejectedId = rejected.id
       expect(reservationOf(rejected)).toMatchObject({ status: 'cancelled', externalId: reservationId })
       expect(stack.wms.reservations().find((r) => r.id === reservationId)?.status).toBe('released')
       expect(stack.wms.stock().find((s) => s.sku === 'SKU-GROW')).toMatchObject({ reserved: 0, available: 3 })
     } finally {
       stack.erp.faults.reset()
     }
+    // The sales order it was waiting for is not made for a rejected order: its ERP link ends cancelled.
+    await waitForOrder(stack, 'REJ-GROW', 'its ERP step closed', (o) => o.links.find((l) => l.operation === 'salesOrders.upsert')?.status === 'cancelled')
+    expect(stack.erp.salesOrders().filter((s) => s.reference === (rejectedId ?? ''))).toEqual([])
   })
 })
 
