@@ -3,13 +3,15 @@
  * is sent only while its row is `scheduled`, after re-checking in the database that the order is
  * still where the reminder expects it (else the row is cancelled), under a lease so two workers
  * never send it at once, and it is marked `sent` in the same step. Channels already delivered are
- * recorded per channel, so a retry sends only what failed. Sends nothing while a transaction is open.
+ * recorded per channel, so a retry sends only what failed, and each call to a channel, sent or
+ * failed, goes on the order's timeline. Sends nothing while a transaction is open.
  */
 import { randomUUID } from 'node:crypto'
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Logger } from '../connector-kit/index.ts'
 import type { Database, Queryable } from '../db/database.ts'
+import { recordHistory, type OrderEventInput } from '../orders/order.repository.ts'
 import type { CanonicalOrder } from '../orders/order.schemas.ts'
 import {
   ChannelFailure,
@@ -32,6 +34,7 @@ import {
   type TemplateField,
   type TriggerKind,
 } from './notification.schemas.ts'
+import { channelCallEntry, type ChannelCall, type ChannelTarget } from './notification-timeline.ts'
 
 export interface NotificationDeps {
   db: Database
@@ -231,40 +234,50 @@ export async function deliverNotification(deps: NotificationDeps, notificationId
   const rule = deps.settings.rules.find((r) => r.id === row.rule_id)!
   const message = renderNotification(rule, row, new Date())
   const deliveries = { ...row.deliveries }
-  const record = async (key: string, delivery: Delivery) => {
+  const call = (target: ChannelTarget, outcome: ChannelCall['outcome'], startedAt: number, more: Pick<ChannelCall, 'to' | 'error'> = {}) =>
+    channelCallEntry({ orderId: row.order_id, notificationId, ruleId: row.rule_id, target, outcome, durationMs: Date.now() - startedAt, ...more })
+  // The delivery and its timeline entry commit together: a retry neither repeats the channel nor loses the entry.
+  const record = async (key: string, delivery: Delivery, entry: OrderEventInput | undefined) => {
+    await deps.db.transaction(async (tx) => {
+      await tx.query(`update notifications set deliveries = deliveries || $2::jsonb, updated_at = now() where id = $1`, [notificationId, JSON.stringify({ [key]: delivery })])
+      if (entry) await recordHistory(tx, [entry], [])
+    })
     deliveries[key] = delivery
-    await deps.db.query(`update notifications set deliveries = deliveries || $2::jsonb, updated_at = now() where id = $1`, [notificationId, JSON.stringify({ [key]: delivery })])
   }
   const at = () => new Date().toISOString()
   const failures: ChannelFailure[] = []
+  const failedCalls: OrderEventInput[] = []
 
-  const channels: [string, () => Promise<Delivery>][] = []
+  const channels: { key: string; target: ChannelTarget; send: () => Promise<Delivery> }[] = []
   if (rule.crm) {
-    channels.push([
-      'crm',
-      async () => {
+    channels.push({
+      key: 'crm',
+      target: { channel: 'crm', connection: row.source_connection },
+      send: async () => {
         if (!deps.addCrmNote) return { status: 'skipped', at: at(), detail: 'no CRM writeback is configured' }
         await sendCrmNote(deps.addCrmNote, { id: row.order_id, sourceConnection: row.source_connection, externalId: row.external_id }, message)
         return { status: 'sent', at: at() }
       },
-    ])
+    })
   }
   for (const id of rule.webhooks) {
-    channels.push([
-      `webhook:${id}`,
-      async () => {
+    channels.push({
+      key: `webhook:${id}`,
+      target: { channel: 'webhook', endpoint: id },
+      send: async () => {
         const endpoint = deps.settings.webhooks.find((w) => w.id === id)
         if (!endpoint) return { status: 'skipped', at: at(), detail: `webhook endpoint ${id} is no longer configured` }
         await sendWebhook(endpoint, message)
         return { status: 'sent', at: at() }
       },
-    ])
+    })
   }
   if (rule.email) {
     const recipients = rule.email.to
-    channels.push([
-      'email',
-      async () => {
+    channels.push({
+      key: 'email',
+      target: { channel: 'email' },
+      send: async () => {
         const settings = deps.settings.email
         if (!settings) return { status: 'skipped', at: at(), detail: 'SMTP is not configured' }
         const { to, missing } = await resolveRecipients(deps.db, settings, recipients, { owner: row.document.owner, customerId: row.document.customer?.externalId ?? '' })
@@ -278,16 +291,21 @@ export async function deliverNotification(deps: NotificationDeps, notificationId
         }
         return { status: 'sent', at: at(), to, ...(detail ? { detail } : {}) }
       },
-    ])
+    })
   }
 
-  for (const [key, send] of channels) {
+  for (const { key, target, send } of channels) {
     if (deliveries[key]) continue
+    const startedAt = Date.now()
+    let delivery: Delivery | undefined
     try {
-      await record(key, await send())
+      delivery = await send()
+      await record(key, delivery, delivery.status === 'sent' ? call(target, 'sent', startedAt, delivery.to ? { to: delivery.to } : {}) : undefined)
     } catch (err) {
       const failure = err instanceof ChannelFailure ? err : new ChannelFailure(`${key}: ${(err as Error).message}`, false, { cause: err })
       failures.push(failure)
+      // When only the recording failed, the call went out: the retry's entry will tell it.
+      if (!delivery) failedCalls.push(call(target, 'failed', startedAt, { error: failure.message }))
       deps.log.warn({ notificationId, ruleId: row.rule_id, orderId: row.order_id, channel: key, permanent: failure.permanent, err: failure.cause ?? failure }, 'notification channel failed')
     }
   }
@@ -295,11 +313,14 @@ export async function deliverNotification(deps: NotificationDeps, notificationId
   if (failures.length) {
     const error = failures.map((f) => f.message).join('; ')
     const give = options.lastTry || failures.some((f) => f.permanent)
-    await deps.db.query(
-      `update notifications set status = case when $3 then 'failed' else status end, last_error = $2, lease_owner = null, lease_until = null, updated_at = now()
-       where id = $1 and lease_owner = $4`,
-      [notificationId, error, give, owner],
-    )
+    await deps.db.transaction(async (tx) => {
+      await tx.query(
+        `update notifications set status = case when $3 then 'failed' else status end, last_error = $2, lease_owner = null, lease_until = null, updated_at = now()
+         where id = $1 and lease_owner = $4`,
+        [notificationId, error, give, owner],
+      )
+      await recordHistory(tx, failedCalls, [])
+    })
     if (give) return { result: 'failed', error }
     throw failures[0]
   }

@@ -3,13 +3,14 @@
  * job fires once after its delay on every channel (CRM note, a signed webhook to a real HTTP server,
  * email through a real SMTP server), is cancelled when the order moves on, is not duplicated when
  * scheduled twice or run twice, survives a Redis flush through the sweep, retries only the channel
- * that failed, and gives up on a refusal.
+ * that failed (each try on the order's timeline), and gives up on a refusal.
  */
 import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { verifyStandardWebhook } from '../../src/connector-kit/index.ts'
 import { SyncFailure } from '../../src/connector-kit/failure.ts'
+import { timelineOf } from '../../src/orders/order.repository.ts'
 import { createRedis } from '../../src/queue/queues.ts'
 import { cancelInvoiceReminders, enqueueNotificationJobs, onOrderTransition, scheduleInvoiceReminders } from '../../src/notifications/notification-schedule.ts'
 import { sweepNotifications } from '../../src/notifications/notification.sweeper.ts'
@@ -261,6 +262,14 @@ describe.each(engines)('notifications (%s)', (engine) => {
     // The webhook went twice (503, then accepted) with the same id; the note and the email once.
     expect(webhooksFor(order.id).map((w) => w.headers['webhook-id'])).toEqual([`ntf_${row!.id}`, `ntf_${row!.id}`])
     expect([notesFor(order.id).length, mailsFor(order.externalId).length]).toEqual([1, 1])
+    // Each call is on the order's timeline, the failed try too (recorded as its attempt ends, with the row's last_error).
+    const calls = (await timelineOf(test.db, order.id)).filter((t) => t.kind === 'external_call').map((t) => t.cause)
+    expect(calls).toEqual([
+      'notification approval-waiting: CRM note on demo-crm sent',
+      'notification approval-waiting: email sent',
+      'notification approval-waiting: webhook ops failed',
+      'notification approval-waiting: webhook ops sent',
+    ])
   })
 
   it('marks a notification failed when a channel refuses for good', async () => {
