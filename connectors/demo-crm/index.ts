@@ -41,6 +41,9 @@ export const demoCrmOrderSchema = z.object({
     .min(1),
   owner: z.string().optional(),
   created_at: z.string().optional(),
+  ship_to: z.object({ name: z.string(), street: z.string(), city: z.string(), postal_code: z.string(), country: z.string() }).partial().optional(),
+  /** The day the customer wants the goods, YYYY-MM-DD. */
+  deliver_by: z.string().optional(),
 })
 export type DemoCrmOrder = z.infer<typeof demoCrmOrderSchema>
 

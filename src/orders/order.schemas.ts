@@ -18,6 +18,16 @@ export const orderLineSchema = z.object({
 })
 export type OrderLine = z.infer<typeof orderLineSchema>
 
+/** Where the goods go: what the warehouse needs to ship (every part optional, as CRMs differ). */
+export const addressSchema = z.object({
+  name: z.string().min(1).optional(),
+  street: z.string().min(1).optional(),
+  city: z.string().min(1).optional(),
+  region: z.string().min(1).optional(),
+  postalCode: z.string().min(1).optional(),
+  country: z.string().regex(/^[A-Z]{2}$/, 'must be an ISO 3166-1 alpha-2 code such as CN').optional(),
+})
+
 /** What an inbound mapping must produce: the canonical order, before totals. */
 export const mappedOrderSchema = z.object({
   externalId: z.string().min(1),
@@ -25,6 +35,8 @@ export const mappedOrderSchema = z.object({
   currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code such as CNY'),
   owner: z.string().optional(),
   orderedAt: z.string().optional(),
+  shipTo: addressSchema.optional(),
+  requestedDeliveryDate: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date such as 2026-12-01').optional(),
   lines: z.array(orderLineSchema).min(1),
 })
 export type MappedOrder = z.infer<typeof mappedOrderSchema>

@@ -15,6 +15,7 @@ describe('what approvers and other readers see of approvals and credit', () => {
   const keys: Record<string, string> = {}
   const ids: Record<string, string> = {}
 
+  const shipTo = { name: 'Yuntu receiving', street: '88 Wensan Road', city: 'Hangzhou', postal_code: '310012', country: 'CN' }
   const order = (externalId: string, customer: string, sku: string, price: string) => ({ ...sampleOrder(11, externalId), account: { id: customer, name: customer }, items: [{ product_code: sku, qty: 1, price }] })
   const orderId = (externalId: string, what: string, test: (o: { state: string }) => boolean) =>
     stack.waitFor(async () => {
@@ -55,7 +56,7 @@ describe('what approvers and other readers see of approvals and credit', () => {
     // Over ACC-TIGHT's limit: the check leaves finance to a person, with the figures.
     await stack.crm.send('order.created', order('VIEW-OVER', 'ACC-TIGHT', 'SKU-100', '120000.00'))
     // Waits for the warehouse.
-    await stack.crm.send('order.created', order('VIEW-HAZ', 'ACC-7', 'SKU-HAZ', '777.00'))
+    await stack.crm.send('order.created', { ...order('VIEW-HAZ', 'ACC-7', 'SKU-HAZ', '777.00'), ship_to: shipTo, deliver_by: '2026-12-03' })
     ids.within = await orderId('VIEW-WITHIN', 'approved by the credit check', (o) => o.state !== 'received' && o.state !== 'pending_approval')
     ids.haz = await orderId('VIEW-HAZ', 'waiting for the warehouse', (o) => o.state === 'pending_approval')
     ids.over = await orderId('VIEW-OVER', 'waiting for finance', (o) => o.state === 'pending_approval')
@@ -105,6 +106,19 @@ describe('what approvers and other readers see of approvals and credit', () => {
 
       const approvedAutomatically = (await timeline(ids.within!, keys[reader]!)).find((t) => t.kind === 'approval')
       expect(approvedAutomatically?.detail).toEqual({ level: 'finance', decision: 'approve', automatic: true })
+    })
+
+    it('shows the warehouse where and when to ship, and what, but no prices', async () => {
+      const { document } = (await stack.api(`/api/v1/orders/${ids.haz}`, { key: keys.warehouse })).body
+      expect(document).toEqual({
+        externalId: 'VIEW-HAZ',
+        owner: expect.any(String),
+        orderedAt: expect.any(String),
+        customer: { externalId: 'ACC-7', name: 'ACC-7' },
+        shipTo: { name: 'Yuntu receiving', street: '88 Wensan Road', city: 'Hangzhou', postalCode: '310012', country: 'CN' },
+        requestedDeliveryDate: '2026-12-03',
+        lines: [{ sku: 'SKU-HAZ', quantity: '1' }],
+      })
     })
 
     it('shows the warehouse neither amounts nor the credit check’s details', async () => {
