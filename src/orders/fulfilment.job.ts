@@ -15,7 +15,7 @@ import { recordStockLevels } from '../stock/stock-push.ts'
 import { issuesOf } from '../shared/field-issues.ts'
 import { operations, type Lifecycle, type UnitOfWork } from './lifecycle.ts'
 import { lockOrder, type OrderRow } from './order.repository.ts'
-import { canTransition, type OrderState } from './order-state.ts'
+import { canTransition, reservingStates, type OrderState } from './order-state.ts'
 
 const decimal = z.string().refine(isDecimalString, 'must be a decimal string')
 
@@ -180,7 +180,7 @@ async function setPaymentState(tx: Queryable, deps: FulfilmentDeps, work: UnitOf
   else await deps.lifecycle.requestStatusWriteback(tx, work, order)
 }
 
-/** Stock changed: the levels are recorded for the CRM, and orders on hold for arriving stock try again. */
+/** Stock changed: the levels are recorded for the CRM, and orders on hold or backordered for arriving stock try again. */
 async function stockArrived(tx: Queryable, deps: FulfilmentDeps, work: UnitOfWork, event: FulfilmentEvent, cause: string): Promise<FulfilmentOutcome> {
   const { levels } = fulfilmentDocumentSchemas['stock.changed'].parse(event.document)
   await recordStockLevels(tx, event.connection_id, levels)
@@ -188,10 +188,11 @@ async function stockArrived(tx: Queryable, deps: FulfilmentDeps, work: UnitOfWor
   const skus = levels.filter((l) => compareDecimals(l.available, '0') > 0).map((l) => l.sku)
   if (!skus.length || !deps.connection) return { applied: true, orderId: null }
   const held = await tx.query<{ id: string; source_version: number }>(
-    `select o.id, o.source_version from orders o join links l on l.order_id = o.id and l.connection_id = $1 and l.operation = $2 and l.status = 'held'
-     where o.state = 'on_hold' and exists (select 1 from jsonb_array_elements(o.hold -> 'missing') m where m ->> 'sku' = any($3::text[]))
+    `select o.id, o.source_version from orders o join links l on l.order_id = o.id and l.connection_id = $1 and l.operation = $2
+     where (o.state = 'on_hold' and l.status = 'held' and exists (select 1 from jsonb_array_elements(o.hold -> 'missing') m where m ->> 'sku' = any($3::text[])))
+        or (o.state = any($4::text[]) and l.status = 'synced' and exists (select 1 from jsonb_array_elements(coalesce(o.hold -> 'backordered', '[]')) b where b ->> 'sku' = any($3::text[])))
      order by o.state_entered_at limit 500`,
-    [event.connection_id, operations.reserveStock, skus],
+    [event.connection_id, operations.reserveStock, skus, reservingStates],
   )
   for (const order of held) {
     await deps.lifecycle.requestStep(tx, work, { orderId: order.id, connection: deps.connection, operation: operations.reserveStock, version: order.source_version })

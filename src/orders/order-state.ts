@@ -32,6 +32,13 @@ const transitions: Record<OrderState, readonly OrderState[]> = {
   cancelled: [],
 }
 
+/**
+ * States in which the order's stock should be (or stay) reserved: the stock step reserves only in
+ * these, and a hold or a backorder is re-checked (src/queue/sweeper.ts) or tried again when stock
+ * arrives only in these.
+ */
+export const reservingStates: readonly OrderState[] = ['approved', 'on_hold', 'reserved', 'pending_shipment']
+
 export function canTransition(from: OrderState, to: OrderState): boolean {
   return transitions[from].includes(to)
 }

@@ -19,8 +19,11 @@ export interface OrderRow {
   /** The payment track: not_invoiced, invoiced, partially_paid, paid. */
   paymentState: string
   amountPaid: string
-  /** Lines short of stock while the order is on hold. */
-  hold: { missing: { lineId: string; sku: string; requested: string; available: string }[] } | null
+  /**
+   * What stock the order still waits for: `missing`, the lines short while it is on hold (hold
+   * policy); `backordered`, the lines reserved only in part (partial policy), topped up as stock arrives.
+   */
+  hold: { missing?: { lineId: string; sku: string; requested: string; available: string }[]; backordered?: { lineId: string; sku: string; requested: string; reserved: string }[] } | null
   createdAt: string
   updatedAt: string
 }

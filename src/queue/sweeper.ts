@@ -4,7 +4,7 @@
  */
 import type { Logger } from '../connector-kit/index.ts'
 import type { Database } from '../db/database.ts'
-import { reservingStates } from '../sync/reserve-stock.step.ts'
+import { reservingStates } from '../orders/order-state.ts'
 import { ensureJob, ingestJobId, syncJobId, type QueueSet } from './queues.ts'
 
 export interface SweepResult {
@@ -24,12 +24,13 @@ export async function sweep(db: Database, queues: QueueSet, options: { graceSeco
     [grace],
   )
   for (const { id } of inbox) await ensureJob(queues.ingest, 'normalize', { inboxIds: [id], correlationId: `sweep-inbox-${id}` }, ingestJobId([id]))
-  // Orders held for stock try again now and then, in case no stock event comes; only while they
+  // Orders held for stock, and backorders, try again now and then, in case no stock event comes; only while they
   // still want the stock: in any other state the step would skip, leaving the link pending for every sweep.
   await db.query(
     `update links l set status = 'pending', updated_at = now() - make_interval(secs => $1)
      from orders o
-     where o.id = l.order_id and o.state = any($3::text[]) and l.status = 'held' and l.updated_at < now() - make_interval(secs => $2)`,
+     where o.id = l.order_id and o.state = any($3::text[]) and l.updated_at < now() - make_interval(secs => $2)
+       and (l.status = 'held' or (l.status = 'synced' and l.operation = 'inventory.reserve' and jsonb_array_length(coalesce(o.hold -> 'backordered', '[]')) > 0))`,
     [grace, options.holdRecheckSeconds ?? holdRecheckSeconds, reservingStates],
   )
   const links = await db.query<{ order_id: string; connection_id: string; operation: string; version: number }>(

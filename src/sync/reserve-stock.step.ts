@@ -1,12 +1,13 @@
 /**
  * Reserve stock for every line before the ERP order is created, through the inventory connection.
  * Short of stock, the connection's stock policy decides: hold the order (it is tried again when
- * stock arrives or on the periodic re-check), reserve what there is and backorder the rest, or
+ * stock arrives or on the periodic re-check), reserve what there is and backorder the rest (topped
+ * up, at the same version, as stock arrives or on the re-check), or
  * reject it (its reservation then ends cancelled: a rejected order holds no stock). A cancelled
  * order's reservation is released.
  */
 import { isSyncFailure, SyncFailure, type OperationContext, type Reservation, type ReservationRequest } from '../connector-kit/index.ts'
-import type { OrderState } from '../orders/order-state.ts'
+import { reservingStates, type OrderState } from '../orders/order-state.ts'
 import { callRemote, fail, operationContext, release, runLeasedStep, settleLink, settleStep, type Attempt, type Called, type LeasedStep, type StepOutcome, type SyncDeps } from './step-runtime.ts'
 
 export const reserveStockStepId = 'reserve-stock'
@@ -21,12 +22,6 @@ export interface MissingStock {
   available: string
 }
 
-/**
- * States in which the order's stock should be (or stay) reserved. A reservation held for stock is
- * re-checked (src/queue/sweeper.ts) only in these: in any other state this step reserves nothing.
- */
-export const reservingStates: readonly OrderState[] = ['approved', 'on_hold', 'reserved', 'pending_shipment']
-
 export function reserveStock(deps: SyncDeps, attempt: Attempt): Promise<StepOutcome> {
   return runLeasedStep(deps, attempt, async (step) => {
     const { order, link } = step
@@ -37,7 +32,8 @@ export function reserveStock(deps: SyncDeps, attempt: Attempt): Promise<StepOutc
       await release(deps, step)
       return { result: 'skipped', reason: `an order in state ${order.state} reserves no stock` }
     }
-    if (link.lastSyncedVersion >= link.targetVersion && order.state !== 'on_hold') {
+    // A backorder is topped up at the same version: the reservation is asked for again in full.
+    if (link.lastSyncedVersion >= link.targetVersion && order.state !== 'on_hold' && !order.hold?.backordered?.length) {
       await release(deps, step, { caughtUp: true })
       return { result: 'skipped', reason: `version ${link.targetVersion} is already reserved` }
     }
@@ -89,12 +85,17 @@ export function reserveStock(deps: SyncDeps, attempt: Attempt): Promise<StepOutc
           work.events.push({ orderId: order.id, kind: 'stock_short', cause: `${step.connection.id}: still not enough stock`, detail: { missing } })
         }
       } else {
-        await tx.query('update orders set hold = null where id = $1', [order.id])
+        await tx.query('update orders set hold = $2 where id = $1', [order.id, backordered.length ? JSON.stringify({ backordered }) : null])
+        if (order.hold?.backordered?.length) {
+          const detail = backordered.length ? { backordered } : { filled: order.hold.backordered }
+          work.events.push({ orderId: order.id, kind: backordered.length ? 'stock_short' : 'stock_arrived', cause: `${step.connection.id}: backorder ${backordered.length ? 'still open' : 'filled'}`, detail })
+        }
         work.changes.push({ type: 'sync.succeeded', orderId: order.id, connectionId: step.connection.id, data: { operation: step.job.operation, externalId: (answer as Reservation).externalId, sourceVersion: link.targetVersion } })
         if (locked.state === 'approved' || locked.state === 'on_hold') {
           await deps.lifecycle.transition(tx, work, locked, 'reserved', `${step.connection.id} reserved stock (${(answer as Reservation).externalId})`, backordered.length ? { backordered } : undefined)
-        } else if (reservingStates.includes(locked.state)) {
-          // Quantities changed after the reservation: the ERP order follows.
+        } else if (reservingStates.includes(locked.state) && link.targetVersion > link.lastSyncedVersion) {
+          // Quantities changed after the reservation: the ERP order follows. (A backorder topped up
+          // changes no quantity the ERP order has.)
           await deps.lifecycle.requestSalesOrder(tx, work, locked)
         }
         // Otherwise the order was cancelled during the call: its cancellation asked for this step

@@ -271,7 +271,7 @@ describe('a CRM that runs approval itself, and a WMS that reserves what it has',
     expect(body.timeline.find((t: { toState: string | null }) => t.toState === 'approved').cause).toMatch(/demo-crm event/)
   })
 
-  it('reserves what there is under the partial policy and records the rest as backordered', async () => {
+  it('reserves what there is under the partial policy, records the rest as backordered, and tops it up when stock arrives', async () => {
     await stack.crm.send('order.created', { ...sampleOrder(9, 'PARTIAL'), items: [{ product_code: 'SKU-FEW', qty: 5, price: '10.00' }] })
     await stack.crm.sendApproval({ order_id: 'PARTIAL', decision: 'approved' })
     const order = await waitForOrder(stack, 'PARTIAL', 'reserved in part and sent to the ERP', (o) => o.state === 'pending_shipment')
@@ -280,5 +280,19 @@ describe('a CRM that runs approval itself, and a WMS that reserves what it has',
       expect.objectContaining({ sku: 'SKU-FEW', requested: '5', reserved: '2' }),
     ])
     expect(stack.wms.stock().find((s) => s.sku === 'SKU-FEW')).toMatchObject({ reserved: 2, available: 0 })
+    expect((await stack.api(`/api/v1/orders/${order.id}`)).body.hold).toEqual({ backordered: [expect.objectContaining({ sku: 'SKU-FEW', requested: '5', reserved: '2' })] })
+
+    // The goods arrive: the WMS says so, and the backorder is reserved on the same reservation.
+    stack.wms.receive('SKU-FEW', 4)
+    const filled = await stack.waitFor(async () => {
+      const { body: current } = await stack.api(`/api/v1/orders/${order.id}`)
+      return !current.hold && current
+    }, 'the backorder filled')
+    expect(filled.state).toBe('pending_shipment')
+    const reservationId = linkOf(filled, 'inventory.reserve')!.externalId
+    expect(stack.wms.reservations().find((r) => r.id === reservationId)?.lines).toEqual([expect.objectContaining({ sku: 'SKU-FEW', quantity: 5, reserved: 5 })])
+    expect(stack.wms.stock().find((s) => s.sku === 'SKU-FEW')).toMatchObject({ onHand: 6, reserved: 5, available: 1 })
+    const { body: after } = await stack.api(`/api/v1/orders/${order.id}/timeline`)
+    expect(after.timeline.find((t: { cause: string }) => t.cause === 'demo-wms: backorder filled')).toMatchObject({ kind: 'stock_arrived', detail: { filled: [expect.objectContaining({ sku: 'SKU-FEW', reserved: '2' })] } })
   })
 })
