@@ -81,12 +81,15 @@ describe('an order through its whole life', () => {
 
   it('lets only one of two orders racing for the last units reserve them; the other waits on hold until stock arrives', async () => {
     const racer = (id: string) => ({ ...sampleOrder(2, id), items: [{ product_code: 'SKU-LAST', qty: 5, price: '10.00' }] })
+    // Every WMS answer comes late, as over a real network, so both reservations are in flight at once.
+    stack.wms.faults.delayMs(300)
     await Promise.all([stack.crm.send('order.created', racer('RACE-A')), stack.crm.send('order.created', racer('RACE-B'))])
     const settled = await stack.waitFor(async () => {
       const [a, b] = [await orderOf(stack, 'RACE-A'), await orderOf(stack, 'RACE-B')]
       const final = (o?: Order) => o && (o.state === 'pending_shipment' || o.state === 'on_hold')
       return final(a) && final(b) ? [a!, b!] : undefined
     }, 'both racers to settle')
+    stack.wms.faults.reset()
     expect(settled.map((o) => o.state).sort()).toEqual(['on_hold', 'pending_shipment'])
     expect(stack.wms.stock().find((s) => s.sku === 'SKU-LAST')).toMatchObject({ onHand: 5, reserved: 5, available: 0 })
     const held = settled.find((o) => o.state === 'on_hold')!
