@@ -1,9 +1,10 @@
 /**
  * Stock levels flow back to the CRM, so sales see stock when they quote. The inventory system's
  * `stock.changed` events are recorded in `stock_levels`; a push job per CRM and inventory connection,
- * debounced (one job id, delayed), sends every level not pushed yet through `pushStockLevels`. A
- * level that changes while its push runs goes out in a push right after it. The table is the
- * record: a lost job is re-created by the sweep.
+ * debounced (one job id, delayed), sends every level that CRM was not told yet through
+ * `pushStockLevels`; `stock_pushes` records what each CRM was told. A level that changes while its
+ * push runs goes out in a push right after it. The tables are the record: a lost job is re-created
+ * by the sweep.
  */
 import { Queue, UnrecoverableError, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
@@ -29,16 +30,12 @@ export function stockReceivers(connections: ConnectionRegistry): Connection[] {
   return connections.all().filter((c) => c.connector.crm?.pushStockLevels && (c.connector.crm.enabled?.(c.settings) ?? true))
 }
 
-/**
- * Records reported levels inside the caller's transaction, as not pushed yet. `pushed_at` is
- * cleared rather than compared with `updated_at`: that is the transaction's start, which can be
- * earlier than a push that ran while it was open.
- */
+/** Records reported levels inside the caller's transaction. */
 export async function recordStockLevels(tx: Queryable, inventoryConnectionId: string, levels: readonly { sku: string; available: string }[]): Promise<void> {
   if (!levels.length) return
   await tx.query(
     `insert into stock_levels (connection_id, sku, available) select $1, sku, available from unnest($2::text[], $3::numeric[]) as l(sku, available)
-     on conflict (connection_id, sku) do update set available = excluded.available, updated_at = now(), pushed_at = null`,
+     on conflict (connection_id, sku) do update set available = excluded.available, updated_at = now()`,
     [inventoryConnectionId, levels.map((l) => l.sku), levels.map((l) => l.available)],
   )
 }
@@ -66,12 +63,21 @@ export async function requestStockPush(queue: Queue<StockPushJob>, receivers: re
 
 /** Re-creates pushes for levels that changed but never went out (after a Redis flush). */
 export async function sweepStockPushes(db: Queryable, queue: Queue<StockPushJob>, connections: ConnectionRegistry): Promise<number> {
-  const pending = await db.query<{ connection_id: string }>(
-    `select distinct connection_id from stock_levels where (pushed_at is null or pushed_at < updated_at) and updated_at < now() - interval '10 seconds'`,
-  )
-  for (const row of pending) await requestStockPush(queue, stockReceivers(connections), row.connection_id)
-  return pending.length
+  let requested = 0
+  for (const receiver of stockReceivers(connections)) {
+    const pending = await db.query<{ connection_id: string }>(
+      `select distinct s.connection_id from stock_levels s ${unpushedFor('$1')} and s.updated_at < now() - interval '10 seconds'`,
+      [receiver.id],
+    )
+    for (const row of pending) await requestStockPush(queue, [receiver], row.connection_id)
+    requested += pending.length
+  }
+  return requested
 }
+
+/** Levels the receiver (`param`) was not told, or was told another value of: joined onto `stock_levels s`. */
+const unpushedFor = (param: string) =>
+  `left join stock_pushes p on p.receiver_id = ${param} and p.connection_id = s.connection_id and p.sku = s.sku where (p.sku is null or p.available <> s.available)`
 
 export function startStockPushWorker(deps: { db: Database; connections: ConnectionRegistry; queue: Queue<StockPushJob>; log: Logger }, options: { redis: Redis; prefix: string }): Worker<StockPushJob> {
   const worker = new Worker<StockPushJob>(
@@ -81,8 +87,8 @@ export function startStockPushWorker(deps: { db: Database; connections: Connecti
       const push = crm?.connector.crm?.pushStockLevels
       if (!crm || !push) return { pushed: 0 }
       const levels = await deps.db.query<{ sku: string; available: string }>(
-        `select sku, available::text as available from stock_levels where connection_id = $1 and (pushed_at is null or pushed_at < updated_at) order by sku`,
-        [job.data.inventoryConnectionId],
+        `select s.sku, s.available::text as available from stock_levels s ${unpushedFor('$2')} and s.connection_id = $1 order by s.sku`,
+        [job.data.inventoryConnectionId, crm.id],
       )
       if (!levels.length) return { pushed: 0 }
       const ctx = { connectionId: crm.id, settings: crm.settings, secrets: crm.secrets, log: deps.log, idempotencyKey: `${job.id}-${job.timestamp}-${job.attemptsMade}`, reference: job.data.inventoryConnectionId, mayHaveWritten: true }
@@ -95,11 +101,11 @@ export function startStockPushWorker(deps: { db: Database; connections: Connecti
         if (!failure.retryable) throw new UnrecoverableError(`${failure.kind}: ${failure.message}`)
         throw failure
       }
-      // Only the levels as they were read: one that changed during the push stays unpushed.
+      // What was sent, as it was read: a level that changed during the push differs, so stays unpushed.
       await deps.db.query(
-        `update stock_levels s set pushed_at = now() from unnest($2::text[], $3::numeric[]) as r(sku, available)
-         where s.connection_id = $1 and s.sku = r.sku and s.available = r.available`,
-        [job.data.inventoryConnectionId, levels.map((l) => l.sku), levels.map((l) => l.available)],
+        `insert into stock_pushes (receiver_id, connection_id, sku, available) select $1, $2, sku, available from unnest($3::text[], $4::numeric[]) as r(sku, available)
+         on conflict (receiver_id, connection_id, sku) do update set available = excluded.available, pushed_at = now()`,
+        [crm.id, job.data.inventoryConnectionId, levels.map((l) => l.sku), levels.map((l) => l.available)],
       )
       return { pushed: levels.length }
     },
@@ -110,7 +116,7 @@ export function startStockPushWorker(deps: { db: Database; connections: Connecti
   worker.on('completed', (job) => {
     const receiver = stockReceivers(deps.connections).find((c) => c.id === job.data.crmConnectionId)
     if (!receiver) return
-    hasUnpushedLevels(deps.db, job.data.inventoryConnectionId)
+    hasUnpushedLevels(deps.db, receiver.id, job.data.inventoryConnectionId)
       .then((unpushed) => (unpushed ? requestStockPush(deps.queue, [receiver], job.data.inventoryConnectionId) : undefined))
       .catch((err) => deps.log.warn({ err, connectorId: receiver.id }, 'could not ask for the next stock push; the sweep will'))
   })
@@ -118,7 +124,7 @@ export function startStockPushWorker(deps: { db: Database; connections: Connecti
   return worker
 }
 
-async function hasUnpushedLevels(db: Queryable, inventoryConnectionId: string): Promise<boolean> {
-  const rows = await db.query(`select 1 from stock_levels where connection_id = $1 and (pushed_at is null or pushed_at < updated_at) limit 1`, [inventoryConnectionId])
+async function hasUnpushedLevels(db: Queryable, receiverId: string, inventoryConnectionId: string): Promise<boolean> {
+  const rows = await db.query(`select 1 from stock_levels s ${unpushedFor('$2')} and s.connection_id = $1 limit 1`, [inventoryConnectionId, receiverId])
   return rows.length > 0
 }

@@ -2,13 +2,15 @@
  * Stock levels pushed on to the CRM, through the demo simulators on PostgreSQL: the WMS reports
  * receipts (`stock.changed`), the demo CRM records the levels it is sent. Changes within the
  * debounce window go out as one push; a change during a push, or after a push failed for good, is
- * still pushed, well before the sweep (its schedule here is a minute) would find it.
+ * still pushed, well before the sweep (its schedule here is a minute) would find it. Two CRMs that
+ * take stock each hear of every level.
  */
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startCrmSimulator, type CrmSimulator } from '../../connectors/demo-crm/simulator.ts'
 import { stockPushDebounceMs, stockPushJobId, stockPushQueueName } from '../../src/stock/stock-push.ts'
-import { startTestStack, type TestStack } from '../support/test-orderbridge.ts'
+import { startTestStack, testCredentials, type TestStack } from '../support/test-orderbridge.ts'
 import { redisUrl } from '../support/test-redis.ts'
 
 const pushJobId = stockPushJobId({ crmConnectionId: 'demo-crm', inventoryConnectionId: 'demo-wms' })
@@ -71,5 +73,37 @@ describe('stock levels pushed to the CRM', () => {
 
     stack.wms.receive('PUSH-D', 2)
     await crmShows('PUSH-D', '3')
+  })
+})
+
+describe('stock levels pushed to two CRMs', () => {
+  let stack: TestStack
+  let second: CrmSimulator
+  beforeAll(async () => {
+    second = await startCrmSimulator({ webhookUrl: 'http://127.0.0.1:9/unused', secret: testCredentials.demoWebhookSecret, retries: 0 })
+    stack = await startTestStack('postgres', {
+      configure: (config) => ({
+        ...config,
+        connections: [
+          ...config.connections,
+          { id: 'crm-two', connector: 'demo-crm', settings: { baseUrl: second.url }, secrets: { webhookSecret: testCredentials.demoWebhookSecret }, mappings: { inbound: 'demo-crm.to-canonical.order' } },
+        ],
+      }),
+    })
+  })
+  afterAll(async () => {
+    await stack?.close()
+    await second?.close()
+  })
+
+  it('tells each of them every level, even one that heard later than the other', async () => {
+    // The first CRM is down for its first push; the second takes the levels meanwhile.
+    stack.crmSimulator.faults.failNext(1, 503)
+    stack.wms.receive('TWO-A', 7)
+    const shows = (crm: CrmSimulator, name: string) =>
+      stack.waitFor(async () => crm.stock().find((l) => l.product_code === 'TWO-A' && l.available === '7'), `${name} to show TWO-A at 7`, 15_000)
+    await shows(second, 'crm-two')
+    // Its retry still finds the level unpushed: what one CRM was told says nothing of the other.
+    await shows(stack.crmSimulator, 'demo-crm')
   })
 })
