@@ -2,23 +2,15 @@
  * Migration 004 on keys made before it: `scope` becomes an approver's level or an integration
  * key's connection; keys that cannot have one are revoked, with an audit entry. PGlite and PostgreSQL.
  */
-import { readdirSync, readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { migrate } from '../../src/db/migrate.ts'
-import { engines, openTestDatabase, type TestDatabase } from '../support/test-database.ts'
-
-const migrations = new URL('../../src/db/migrations/', import.meta.url)
+import { engines, migrateUpTo, openTestDatabase, type TestDatabase } from '../support/test-database.ts'
 
 describe.each(engines)('migration 004_roles (%s)', (engine) => {
   let t: TestDatabase
   beforeAll(async () => {
     t = await openTestDatabase(engine, { migrate: false })
-    // The schema as it was before roles: migrations 001–003 only.
-    await t.db.exec('create table schema_migrations (name text primary key, applied_at timestamptz not null default now())')
-    for (const file of readdirSync(migrations).filter((f) => f < '004').sort()) {
-      await t.db.exec(readFileSync(new URL(file, migrations), 'utf8'))
-      await t.db.query('insert into schema_migrations (name) values ($1)', [file])
-    }
+    await migrateUpTo(t.db, '004')
     const legacy = [
       ['k-admin', 'admin', null],
       ['k-int', 'integration', 'demo-crm'],

@@ -3,23 +3,16 @@
  * `held`; the migration closes it as `cancelled`, and leaves held links of orders still on hold.
  */
 import { randomUUID } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { migrate } from '../../src/db/migrate.ts'
-import { engines, openTestDatabase, type TestDatabase } from '../support/test-database.ts'
-
-const migrations = new URL('../../src/db/migrations/', import.meta.url)
+import { engines, migrateUpTo, openTestDatabase, type TestDatabase } from '../support/test-database.ts'
 
 describe.each(engines)('migration 012_rejected_reservations (%s)', (engine) => {
   let t: TestDatabase
   const ids = { rejected: randomUUID(), onHold: randomUUID() }
   beforeAll(async () => {
     t = await openTestDatabase(engine, { migrate: false })
-    await t.db.exec('create table schema_migrations (name text primary key, applied_at timestamptz not null default now())')
-    for (const file of readdirSync(migrations).filter((f) => f < '012').sort()) {
-      await t.db.exec(readFileSync(new URL(file, migrations), 'utf8'))
-      await t.db.query('insert into schema_migrations (name) values ($1)', [file])
-    }
+    await migrateUpTo(t.db, '012')
     for (const [id, state] of [[ids.rejected, 'rejected'], [ids.onHold, 'on_hold']] as const) {
       await t.db.query(
         `insert into orders (id, source_connection, external_id, state, source_version, document, currency, total) values ($1, 'crm', $2, $3, 1, '{}', 'CNY', '10.00')`,

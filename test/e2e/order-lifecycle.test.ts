@@ -9,20 +9,8 @@ import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sampleOrder } from '../../connectors/demo-crm/sender.ts'
 import { verifyStandardWebhook } from '../../src/connector-kit/index.ts'
+import { linkOf, orderOf, waitForOrder, type Order } from '../support/order-probes.ts'
 import { startTestStack, testCredentials, type TestStack } from '../support/test-orderbridge.ts'
-
-type Order = { id: string; state: string; paymentState: string; amountPaid: string; total: string; hold?: { missing: { sku: string; requested: string; available: string }[] }; links: { operation: string; externalId: string | null; status: string }[] }
-
-async function orderOf(stack: TestStack, externalId: string): Promise<Order | undefined> {
-  const { body } = await stack.api(`/api/v1/orders?connection=demo-crm&externalId=${externalId}`)
-  return body.orders[0]
-}
-const waitForOrder = (stack: TestStack, externalId: string, what: string, test: (o: Order) => boolean, timeoutMs?: number) =>
-  stack.waitFor(async () => {
-    const o = await orderOf(stack, externalId)
-    return o && test(o) ? o : undefined
-  }, `${externalId} ${what}`, timeoutMs)
-const linkOf = (o: Order, operation: string) => o.links.find((l) => l.operation === operation)
 
 describe('an order through its whole life', () => {
   let stack: TestStack

@@ -1,33 +1,11 @@
 /**
- * What the fulfilment tests share: an order read through the API, a signed delivery from the demo
- * WMS or ERP that their simulators would not send (an event out of order, or sent again), and the
- * three places where a refused event shows: the order's timeline, the change feed and the event's
- * own status.
+ * What the fulfilment tests share: a signed delivery from the demo WMS or ERP that their simulators
+ * would not send (an event out of order, or sent again), and the three places where a refused event
+ * shows: the order's timeline, the change feed and the event's own status.
  */
 import { randomUUID } from 'node:crypto'
 import { signStandardWebhook } from '../../src/connector-kit/index.ts'
 import { testCredentials, type TestStack } from '../support/test-orderbridge.ts'
-
-export type Order = {
-  id: string
-  state: string
-  paymentState: string
-  amountPaid: string
-  links: { operation: string; externalId: string | null; status: string }[]
-}
-
-export async function orderOf(stack: TestStack, externalId: string): Promise<Order | undefined> {
-  const { body } = await stack.api(`/api/v1/orders?connection=demo-crm&externalId=${externalId}`)
-  return body.orders[0]
-}
-
-export const waitForOrder = (stack: TestStack, externalId: string, what: string, test: (o: Order) => boolean) =>
-  stack.waitFor(async () => {
-    const o = await orderOf(stack, externalId)
-    return o && test(o) ? o : undefined
-  }, `${externalId} ${what}`)
-
-export const linkOf = (o: Order, operation: string) => o.links.find((l) => l.operation === operation)
 
 /** Delivers `body` as the connection's system would: signed with the test secret, under a new webhook id. */
 export async function deliverSigned(stack: TestStack, connection: 'demo-wms' | 'demo-erp', body: unknown): Promise<number> {

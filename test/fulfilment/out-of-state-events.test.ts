@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ErpInvoiceIssued } from '../../connectors/generic-rest/events.ts'
 import { sampleOrder } from '../../connectors/demo-crm/sender.ts'
 import { startTestStack, type TestStack } from '../support/test-orderbridge.ts'
-import { deliverSigned, linkOf, orderOf, reasonsOf, refusalOf, waitForOrder } from './fulfilment-support.ts'
+import { deliverSigned, reasonsOf, refusalOf } from './fulfilment-support.ts'
+import { linkOf, orderOf, waitForOrder } from '../support/order-probes.ts'
 
 describe('events that do not fit the order’s state', () => {
   let stack: TestStack

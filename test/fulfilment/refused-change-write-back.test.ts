@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sampleOrder } from '../../connectors/demo-crm/sender.ts'
 import { startTestStack, type TestStack } from '../support/test-orderbridge.ts'
-import { linkOf, waitForOrder } from './fulfilment-support.ts'
+import { linkOf, waitForOrder } from '../support/order-probes.ts'
 
 describe('a change after shipment', () => {
   let stack: TestStack

@@ -15,11 +15,11 @@ import { notificationJobId } from '../../src/notifications/notification-schedule
 import { createNotificationQueue } from '../../src/notifications/notification.worker.ts'
 import { notificationSettingsSchema, type NotificationJob } from '../../src/notifications/notification.schemas.ts'
 import { createRedis } from '../../src/queue/queues.ts'
+import { linkOf, waitForOrder, type Order } from '../support/order-probes.ts'
 import { startTestStack, type TestStack } from '../support/test-orderbridge.ts'
 import { redisUrl } from '../support/test-redis.ts'
 import { notificationsOf, startMailServer, startWebhookReceiver, webhookSecret, type MailServer, type WebhookReceiver } from './notification-fixtures.ts'
 
-type Order = { id: string; state: string; paymentState: string; links: { operation: string; externalId: string | null }[] }
 type TimelineEntry = { kind: string; cause: string; detail: Record<string, unknown> | null }
 
 const day = 86_400_000
@@ -61,18 +61,12 @@ describe('notifications through the running stack', () => {
     await Promise.all([receiver?.close(), mail?.close()])
   })
 
-  const orderOf = async (externalId: string): Promise<Order | undefined> => (await stack.api(`/api/v1/orders?connection=demo-crm&externalId=${externalId}`)).body.orders[0]
-  const waitForOrder = (externalId: string, what: string, test: (o: Order) => boolean) =>
-    stack.waitFor(async () => {
-      const o = await orderOf(externalId)
-      return o && test(o) ? o : undefined
-    }, `${externalId} ${what}`)
-  const linkOf = (o: Order, operation: string) => o.links.find((l) => l.operation === operation)!.externalId!
+  const externalIdOf = (o: Order, operation: string) => linkOf(o, operation)!.externalId!
 
   /** An order from the demo CRM, reserved in the WMS and created in the ERP. */
   async function placeOrder(n: number, externalId: string): Promise<Order> {
     await stack.crm.send('order.created', { ...sampleOrder(n, externalId), owner: 'rep-9', items: [{ product_code: 'SKU-100', qty: 1, price: '10.00' }] })
-    return waitForOrder(externalId, 'pending shipment', (o) => o.state === 'pending_shipment')
+    return waitForOrder(stack, externalId, 'pending shipment', (o) => o.state === 'pending_shipment')
   }
   const statusOf = async (orderId: string, ruleId: string) => (await notificationsOf(db, orderId)).find((n) => n.rule_id === ruleId)?.status
   const waitForStatus = (orderId: string, ruleId: string, status: string) =>
@@ -85,8 +79,8 @@ describe('notifications through the running stack', () => {
 
   it('on shipped, puts a note on the order in the demo CRM, and the timeline lists the note, the webhook and the email', async () => {
     const order = await placeOrder(11, 'NT-SHIP')
-    stack.wms.ship(linkOf(order, 'inventory.reserve'), { carrier: 'SF Express', trackingNumber: 'SF000111' })
-    await waitForOrder('NT-SHIP', 'shipped', (o) => o.state === 'shipped')
+    stack.wms.ship(externalIdOf(order, 'inventory.reserve'), { carrier: 'SF Express', trackingNumber: 'SF000111' })
+    await waitForOrder(stack, 'NT-SHIP', 'shipped', (o) => o.state === 'shipped')
 
     // worker.ts crmNoteSender → the demo CRM connector's addNote → POST /orders/NT-SHIP/notes.
     const [note] = await stack.waitFor(async () => notesOn('NT-SHIP').length > 0 && notesOn('NT-SHIP'), 'the note in the demo CRM')
@@ -110,7 +104,7 @@ describe('notifications through the running stack', () => {
 
   it('puts a refused send on the timeline as a failed call', async () => {
     const order = await placeOrder(12, 'NT-REFUSED')
-    const reservation = linkOf(order, 'inventory.reserve')
+    const reservation = externalIdOf(order, 'inventory.reserve')
     stack.wms.ship(reservation)
     await waitForStatus(order.id, 'order-shipped', 'sent')
     // The endpoint refuses the next delivery for good: the delivered notification's webhook.
@@ -132,7 +126,7 @@ describe('notifications through the running stack', () => {
   it('schedules the reminders of an invoice due later as delayed jobs, and a payment in full cancels them and removes the jobs', async () => {
     const order = await placeOrder(13, 'NT-PAID')
     const dueDate = dueIn(10)
-    const invoice = stack.erp.invoice(linkOf(order, 'salesOrders.upsert'), { dueDate })
+    const invoice = stack.erp.invoice(externalIdOf(order, 'salesOrders.upsert'), { dueDate })
     const rows = await stack.waitFor(async () => {
       const found = await notificationsOf(db, order.id)
       return found.length === 2 && found
@@ -154,7 +148,7 @@ describe('notifications through the running stack', () => {
     for (const r of rows) expect(await (await queue.getJob(jobIdOf(r)))?.getState()).toBe('delayed')
 
     stack.erp.pay(invoice.id, invoice.amount)
-    await waitForOrder('NT-PAID', 'paid', (o) => o.paymentState === 'paid')
+    await waitForOrder(stack, 'NT-PAID', 'paid', (o) => o.paymentState === 'paid')
     expect((await notificationsOf(db, order.id)).map((r) => [r.rule_id, r.status, r.cancel_reason])).toEqual([
       ['invoice-due-soon', 'cancelled', 'paid'],
       ['invoice-overdue', 'cancelled', 'paid'],
@@ -167,7 +161,7 @@ describe('notifications through the running stack', () => {
   it('sends the overdue reminder of an invoice whose due date has passed at once, as a note in the demo CRM', async () => {
     const order = await placeOrder(14, 'NT-OVERDUE')
     const dueDate = dueIn(-1)
-    const invoice = stack.erp.invoice(linkOf(order, 'salesOrders.upsert'), { dueDate })
+    const invoice = stack.erp.invoice(externalIdOf(order, 'salesOrders.upsert'), { dueDate })
     const [note] = await stack.waitFor(async () => notesOn('NT-OVERDUE').length > 0 && notesOn('NT-OVERDUE'), 'the overdue note in the demo CRM')
     expect(note!.title).toBe(`Invoice ${invoice.number} for order NT-OVERDUE is overdue`)
     expect(note!.body).toContain(`was due on ${dueDate} and is not paid`)

@@ -9,21 +9,10 @@ import { openDatabase, type Database } from '../../src/db/database.ts'
 import { createQueueSet, type QueueSet } from '../../src/queue/queues.ts'
 import { sweep } from '../../src/queue/sweeper.ts'
 import { postgresUrl } from '../support/test-database.ts'
+import { orderOf, waitForOrder, type Order } from '../support/order-probes.ts'
 import { startTestStack, testCredentials, type TestStack } from '../support/test-orderbridge.ts'
 import { redisUrl } from '../support/test-redis.ts'
 
-type Link = { operation: string; externalId: string | null; status: string; updatedAt: string }
-type Order = { id: string; state: string; hold?: { missing: { sku: string; requested: string; available: string }[] } | null; links: Link[] }
-
-async function orderOf(stack: TestStack, externalId: string): Promise<Order | undefined> {
-  const { body } = await stack.api(`/api/v1/orders?connection=demo-crm&externalId=${externalId}`)
-  return body.orders[0]
-}
-const waitForOrder = (stack: TestStack, externalId: string, what: string, test: (o: Order) => boolean) =>
-  stack.waitFor(async () => {
-    const o = await orderOf(stack, externalId)
-    return o && test(o) ? o : undefined
-  }, `${externalId} ${what}`)
 const reservationOf = (o: Order) => o.links.find((l) => l.operation === 'inventory.reserve')
 
 /** The stack's own database and queues, to run a sweep now instead of waiting for its schedule. */

@@ -3,6 +3,7 @@
  * in-memory PGlite. Dropped at the end, so nothing is left behind.
  */
 import { randomBytes } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
 import { openDatabase, type Database } from '../../src/db/database.ts'
 import { migrate } from '../../src/db/migrate.ts'
 
@@ -35,5 +36,20 @@ export async function openTestDatabase(engine: Engine, options: { migrate?: bool
       await db.query(`drop schema ${schema} cascade`)
       await db.close()
     },
+  }
+}
+
+const migrations = new URL('../../src/db/migrations/', import.meta.url)
+
+/**
+ * The schema as it was before migration `next` (e.g. `'012'`): the earlier migrations applied and
+ * recorded, so a test can write the data of that time and then run `migrate`. Open the database
+ * with `{ migrate: false }`.
+ */
+export async function migrateUpTo(db: Database, next: string): Promise<void> {
+  await db.exec('create table schema_migrations (name text primary key, applied_at timestamptz not null default now())')
+  for (const file of readdirSync(migrations).filter((f) => f < next).sort()) {
+    await db.exec(readFileSync(new URL(file, migrations), 'utf8'))
+    await db.query('insert into schema_migrations (name) values ($1)', [file])
   }
 }
