@@ -2,9 +2,8 @@
  * Reserve stock for every line before the ERP order is created, through the inventory connection.
  * Short of stock, the connection's stock policy decides: hold the order (it is tried again when
  * stock arrives or on the periodic re-check), reserve what there is and backorder the rest (topped
- * up, at the same version, as stock arrives or on the re-check), or
- * reject it (its reservation then ends cancelled: a rejected order holds no stock). A cancelled
- * order's reservation is released.
+ * up, at the same version, as stock arrives or on the re-check), or reject it (its reservation then
+ * ends cancelled: a rejected order holds no stock). A cancelled order's reservation is released.
  */
 import { isSyncFailure, SyncFailure, type OperationContext, type Reservation, type ReservationRequest } from '../connector-kit/index.ts'
 import { reservingStates, type OrderState } from '../orders/order-state.ts'

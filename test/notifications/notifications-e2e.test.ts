@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sampleOrder } from '../../connectors/demo-crm/sender.ts'
 import { verifyStandardWebhook } from '../../src/connector-kit/index.ts'
-import { openDatabase, type Database } from '../../src/db/database.ts'
+import type { Database } from '../../src/db/database.ts'
 import { notificationJobId } from '../../src/notifications/notification-schedule.ts'
 import { createNotificationQueue } from '../../src/notifications/notification.worker.ts'
 import { notificationSettingsSchema, type NotificationJob } from '../../src/notifications/notification.schemas.ts'
@@ -48,7 +48,7 @@ describe('notifications through the running stack', () => {
       ],
     })
     stack = await startTestStack('postgres', { wms: { stock: { 'SKU-100': 1000 } }, configure: (config) => ({ ...config, notifications }) })
-    db = await openDatabase({ engine: 'postgres', url: stack.env.DATABASE_URL!, schema: stack.env.ORDERBRIDGE_DB_SCHEMA! })
+    db = await stack.openDatabase()
     redis = createRedis(redisUrl)
     queue = createNotificationQueue(redis, `{${stack.env.ORDERBRIDGE_QUEUE_PREFIX}}`)
   })

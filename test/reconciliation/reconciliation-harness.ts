@@ -11,7 +11,7 @@ import { connectors } from '../../connectors/index.ts'
 import { sampleOrder } from '../../connectors/demo-crm/sender.ts'
 import type { Principal } from '../../src/auth/api-keys.ts'
 import { createConnectionRegistry, type ConnectionRegistry } from '../../src/connections/connection-registry.ts'
-import { openDatabase, type Database } from '../../src/db/database.ts'
+import type { Database } from '../../src/db/database.ts'
 import { demoConfig } from '../../src/demo/demo-environment.ts'
 import type { FileConfig } from '../../src/config.ts'
 import { createDatabaseCatalog, loadMappingFiles } from '../../src/mapping/mapping-catalog.ts'
@@ -57,7 +57,7 @@ const silent = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent')
 export async function startReconciliationHarness(options: TestStackOptions = {}): Promise<ReconciliationHarness> {
   const stack = await startTestStack('postgres', options)
   const env = stack.env
-  const db = await openDatabase({ engine: 'postgres', url: env.DATABASE_URL!, schema: env.ORDERBRIDGE_DB_SCHEMA!, poolSize: 4 })
+  const db = await stack.openDatabase(4)
   const demo: FileConfig = demoConfig(testCredentials, { erpUrl: stack.erp.url, wmsUrl: stack.wms.url, crmUrl: stack.crmSimulator.url })
   const config = options.configure ? options.configure(demo) : demo
   const mappings = createDatabaseCatalog(db, loadMappingFiles().map((f) => f.spec.id))

@@ -5,10 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sampleOrder } from '../../connectors/demo-crm/sender.ts'
-import { openDatabase, type Database } from '../../src/db/database.ts'
 import { createQueueSet, type QueueSet } from '../../src/queue/queues.ts'
 import { sweep } from '../../src/queue/sweeper.ts'
-import { postgresUrl } from '../support/test-database.ts'
 import { orderOf, waitForOrder, type Order } from '../support/order-probes.ts'
 import { startTestStack, testCredentials, type TestStack } from '../support/test-orderbridge.ts'
 import { redisUrl } from '../support/test-redis.ts'
@@ -17,7 +15,7 @@ const reservationOf = (o: Order) => o.links.find((l) => l.operation === 'invento
 
 /** The stack's own database and queues, to run a sweep now instead of waiting for its schedule. */
 async function sweeperOf(stack: TestStack) {
-  const db: Database = await openDatabase({ engine: 'postgres', url: postgresUrl, schema: stack.env.ORDERBRIDGE_DB_SCHEMA!, poolSize: 2 })
+  const db = await stack.openDatabase()
   const queues: QueueSet = createQueueSet({ redisUrl, prefix: stack.env.ORDERBRIDGE_QUEUE_PREFIX!, syncConnections: ['demo-crm', 'demo-wms', 'demo-erp'] })
   return {
     db,

@@ -11,6 +11,7 @@ import { startErpSimulator, type ErpSimulator, type ErpSimulatorOptions } from '
 import { startWmsSimulator, type WmsSimulator, type WmsSimulatorOptions } from '../../connectors/demo-wms/simulator.ts'
 import { startCrmSimulator, type CrmSimulator } from '../../connectors/demo-crm/simulator.ts'
 import { loadEnv, type FileConfig } from '../../src/config.ts'
+import { openDatabase, type Database } from '../../src/db/database.ts'
 import { demoConfig } from '../../src/demo/demo-environment.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import { startOrderbridge, type Mode, type RunningOrderbridge } from '../../src/server.ts'
@@ -36,6 +37,11 @@ export interface TestStack {
   start(mode?: Mode): Promise<RunningOrderbridge>
   stop(): Promise<void>
   api<T = any>(path: string, init?: { method?: string; body?: unknown; key?: string }): Promise<{ status: number; body: T }>
+  /**
+   * A connection of the test's own to the stack's database (PostgreSQL stacks only: PGlite has one
+   * connection, the stack's), to read or do what the API does not; the caller closes it.
+   */
+  openDatabase(poolSize?: number): Promise<Database>
   /** `what` names what is awaited in the timeout's error; as a function it can tell what was last seen. */
   waitFor<T>(probe: () => Promise<T | undefined | false>, what: string | (() => string), timeoutMs?: number): Promise<T>
   close(): Promise<void>
@@ -113,12 +119,15 @@ export async function startTestStack(engine: Engine, options: TestStackOptions =
         await new Promise((r) => setTimeout(r, 50))
       }
     },
+    async openDatabase(poolSize = 2) {
+      if (engine !== 'postgres') throw new Error('only a PostgreSQL stack can be opened a second time')
+      return openDatabase({ engine: 'postgres', url: postgresUrl, schema, poolSize })
+    },
     async close() {
       await stack.stop()
       await Promise.all([erp.close(), wms.close(), crmSimulator.close()])
       await deleteQueueKeys(prefix)
       if (engine === 'postgres') {
-        const { openDatabase } = await import('../../src/db/database.ts')
         const db = await openDatabase({ engine: 'postgres', url: postgresUrl })
         await db.query(`drop schema if exists ${schema} cascade`)
         await db.close()
