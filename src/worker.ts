@@ -1,12 +1,13 @@
 /**
  * The worker side: normalize inbox events, run sync steps per target connection (a bulkhead: its
  * own queue, concurrency, rate limit and circuit breaker), and sweep committed-but-unqueued work back
- * into the queues.
+ * into the queues (the sweep also keeps table statistics fresh where autovacuum does not).
  */
 import type { Queue, Worker } from 'bullmq'
 import type { Logger } from 'pino'
 import type { ConnectionRegistry } from './connections/connection-registry.ts'
 import type { Database } from './db/database.ts'
+import { createStatisticsKeeper } from './db/table-statistics.ts'
 import type { MappingCatalog } from './mapping/mapping-catalog.ts'
 import { ChannelFailure, type CrmNoteSender } from './notifications/notification-channels.ts'
 import type { NotificationJob, NotificationSettings } from './notifications/notification.schemas.ts'
@@ -50,7 +51,10 @@ export function startWorkers(deps: WorkerDeps): Workers {
   )
   const stockPush = startStockPushWorker({ db: deps.db, connections: deps.connections, queue: deps.stockPushQueue, log }, { redis: deps.queues.redis, prefix: deps.queues.prefix })
   const workers: Pick<Worker, 'close'>[] = [normalize, ...sync, notifier, stockPush]
-  const sweeper = startSweeper(deps.db, deps.queues, log, deps.sweepIntervalMs, [() => sweepStockPushes(deps.db, deps.stockPushQueue, deps.connections)])
+  const sweeper = startSweeper(deps.db, deps.queues, log, deps.sweepIntervalMs, [
+    () => sweepStockPushes(deps.db, deps.stockPushQueue, deps.connections),
+    createStatisticsKeeper(deps.db, log),
+  ])
   const notificationSweeper = startNotificationSweeper(deps.db, deps.notificationQueue, log, deps.sweepIntervalMs)
   const pollers = startPollers({ db: deps.db, queues: deps.queues, connections: deps.connections, log })
   return {
