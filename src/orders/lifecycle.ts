@@ -45,6 +45,12 @@ export function mergeDispatch(into: UnitOfWork, from: UnitOfWork): void {
   into.stockChanged.push(...from.stockChanged)
 }
 
+/** What the write of a new state returns: the order's revision, and when it entered the state. */
+export interface Entered {
+  revision: number
+  at: Date
+}
+
 /** What `transition` needs of an order; the caller holds its row lock. */
 export interface OrderRef {
   id: string
@@ -62,6 +68,11 @@ export interface Lifecycle {
   approvalsFor(db: Queryable, order: CanonicalOrder, activeVersion?: number | null): Promise<RequiredApprovals>
   /** Moves the order to `to` and does everything that follows from it; mutates `order.state`. */
   transition(tx: Queryable, work: UnitOfWork, order: OrderRef, to: OrderState, cause: string, detail?: Record<string, unknown>): Promise<void>
+  /**
+   * Everything `transition` does but the write, for an order whose row is in `to` already (a new
+   * order inserted approved); `entered` is what that write returned. Mutates `order.state`.
+   */
+  entered(tx: Queryable, work: UnitOfWork, order: OrderRef, to: OrderState, entered: Entered, cause: string, detail?: Record<string, unknown>): Promise<void>
   /** Asks for the first fulfilment step again (a new source version, or stock arrived for a hold). */
   resumeFulfilment(tx: Queryable, work: UnitOfWork, order: OrderRef): Promise<void>
   /** Asks for the ERP step after the stock was reserved (or when there is no inventory system). */
@@ -124,18 +135,23 @@ export function createLifecycle(options: LifecycleOptions): Lifecycle {
     },
 
     async transition(tx, work, order, to, cause, detail) {
-      const from = order.state
-      assertTransition(from, to)
-      const [row] = await tx.query<{ revision: number; at: Date }>(
+      assertTransition(order.state, to)
+      const [row] = await tx.query<Entered>(
         'update orders set state = $2, revision = revision + 1, updated_at = now(), state_entered_at = now() where id = $1 returning revision, state_entered_at as at',
         [order.id, to],
       )
+      await lifecycle.entered(tx, work, order, to, row!, cause, detail)
+    },
+
+    async entered(tx, work, order, to, row, cause, detail) {
+      const from = order.state
+      assertTransition(from, to)
       order.state = to
       work.events.push({ orderId: order.id, kind: 'transition', from, to, cause, ...(detail ? { detail } : {}) })
       work.changes.push({ type: 'order.state_changed', orderId: order.id, data: { from, to, ...(detail ? { detail } : {}) } })
-      if (remindersCare(to)) work.notifications = mergePlans(work.notifications, await onOrderTransition(tx, options.notifications, { orderId: order.id, from, to, at: row!.at }))
+      if (remindersCare(to)) work.notifications = mergePlans(work.notifications, await onOrderTransition(tx, options.notifications, { orderId: order.id, from, to, at: row.at }))
       const crm = crmOf(order.sourceConnection)
-      if (crm) await lifecycle.requestStep(tx, work, { orderId: order.id, connection: crm, operation: operations.crmStatus, version: row!.revision })
+      if (crm) await lifecycle.requestStep(tx, work, { orderId: order.id, connection: crm, operation: operations.crmStatus, version: row.revision })
 
       if (to === 'approved') await lifecycle.resumeFulfilment(tx, work, order)
       if (to === 'reserved') await lifecycle.requestSalesOrder(tx, work, order)

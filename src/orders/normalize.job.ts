@@ -15,7 +15,7 @@ import { appendChanges } from '../status/change-feed.ts'
 import { findOrderBySource, lockOrderBySource, recordHistory } from './order.repository.ts'
 import { mappedOrderSchema, withTotals, type CanonicalOrder } from './order.schemas.ts'
 import { canTransition, type OrderState } from './order-state.ts'
-import { mergeDispatch, newUnitOfWork, type Lifecycle, type OrderRef, type UnitOfWork } from './lifecycle.ts'
+import { mergeDispatch, newUnitOfWork, type Entered, type Lifecycle, type OrderRef, type UnitOfWork } from './lifecycle.ts'
 import { applyFulfilmentEvent } from './fulfilment.job.ts'
 import { addApprovals, requestApprovals } from '../approvals/approval-decisions.ts'
 import { fulfilmentEventTypes, type FulfilmentEventType, type Logger } from '../connector-kit/index.ts'
@@ -160,12 +160,14 @@ const runsTogether = batcherPer((db: Database) =>
     (runs: Run[]): Promise<{ outcomes: NormalizeOutcome[]; work: UnitOfWork }[]> =>
       db.transaction(async (tx) => {
         const applied = []
+        const settles: InboxSettle[] = []
         for (const { deps, run } of runs) {
           const work = newUnitOfWork()
           const outcomes: NormalizeOutcome[] = []
-          for (const { event, document } of run) outcomes.push(await applyEvent(tx, deps, event, document, work))
+          for (const { event, document } of run) outcomes.push(await applyEvent(tx, deps, event, document, work, settles))
           applied.push({ outcomes, work })
         }
+        await settleInbox(tx, settles)
         await recordHistory(
           tx,
           applied.flatMap((a) => a.work.events),
@@ -181,7 +183,9 @@ async function applyAlone(deps: NormalizeDeps, { event, document }: ReadyEvent, 
   const work = newUnitOfWork()
   try {
     const outcome = await deps.db.transaction(async (tx) => {
-      const applied = await applyEvent(tx, deps, event, document, work)
+      const settles: InboxSettle[] = []
+      const applied = await applyEvent(tx, deps, event, document, work, settles)
+      await settleInbox(tx, settles)
       await deps.lifecycle.finish(tx, work)
       return applied
     })
@@ -214,7 +218,7 @@ async function applyFulfilment(deps: NormalizeDeps, event: InboxRow & { event_ty
     outcome = await deps.db.transaction(async (tx) => {
       const applied = await applyFulfilmentEvent(tx, { lifecycle: deps.lifecycle, connection: deps.connections.get(event.connection_id), notifications: deps.notifications }, work, event)
       if (!applied.applied && applied.needsAttention) return applied
-      await settleInbox(tx, event, 'processed', applied.orderId, applied.applied ? null : [applied.reason])
+      await settleInbox(tx, [{ event, status: 'processed', orderId: applied.orderId, errors: applied.applied ? null : [applied.reason] }])
       await deps.lifecycle.finish(tx, work)
       return applied
     })
@@ -233,18 +237,34 @@ async function applyFulfilment(deps: NormalizeDeps, event: InboxRow & { event_ty
 /** Another run of the same job applied the event first; thrown to roll this run back. */
 class AlreadyApplied extends Error {}
 
+/** How an applied event is marked in the inbox. */
+interface InboxSettle {
+  event: InboxRow
+  status: 'processed' | 'stale'
+  orderId: string | null
+  errors: string[] | null
+}
+
 /**
- * Marks the event done as the last write of its transaction. The event was read before the
- * transaction began, so a job that ran twice (a worker thought dead) finds it no longer pending
- * here, after waiting on the row, and rolls back instead of applying it a second time.
+ * Marks the transaction's events done, in one statement, as its last write but the history. The
+ * events were read before the transaction began, so a job that ran twice (a worker thought dead)
+ * finds one no longer pending here, after waiting on its row, and rolls back instead of applying
+ * it a second time.
  */
-async function settleInbox(tx: Queryable, event: InboxRow, status: 'processed' | 'stale', orderId: string | null, errors: string[] | null): Promise<void> {
-  const [settled] = await tx.query(
-    `update inbox_events set status = $2, processed_at = now(), order_id = $3, errors = $4, mapping_version = $5, first_mapping_version = coalesce(first_mapping_version, $5)
-     where id = $1 and status = 'pending' returning id`,
-    [event.id, status, orderId, errors && JSON.stringify(errors), event.mapping_version],
+async function settleInbox(tx: Queryable, settles: readonly InboxSettle[]): Promise<void> {
+  if (!settles.length) return
+  const settled = await tx.query(
+    `update inbox_events i set status = s.status, processed_at = now(), order_id = s.order_id, errors = s.errors,
+       mapping_version = s.mapping_version, first_mapping_version = coalesce(i.first_mapping_version, s.mapping_version)
+     from json_to_recordset($1::json) as s(id int8, status text, order_id uuid, errors jsonb, mapping_version int)
+     where i.id = s.id and i.id = any($2::bigint[]) and i.status = 'pending'
+     returning i.id`,
+    [
+      JSON.stringify(settles.map(({ event, status, orderId, errors }) => ({ id: event.id, status, order_id: orderId, errors, mapping_version: event.mapping_version }))),
+      settles.map((s) => s.event.id),
+    ],
   )
-  if (!settled) throw new AlreadyApplied()
+  if (settled.length < settles.length) throw new AlreadyApplied()
 }
 
 type Mapped = { ok: true; order: CanonicalOrder; mappingVersion: number } | { ok: false; errors: string[]; mappingVersion?: number }
@@ -280,20 +300,27 @@ async function enrich(deps: NormalizeDeps, connection: Connection, event: InboxR
   }
 }
 
-/** Applies one event under the order's row lock; its history goes to `work`, which the caller records. */
-async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, document: CanonicalOrder, work: UnitOfWork): Promise<NormalizeOutcome> {
+/**
+ * Applies one event under the order's row lock; its history goes to `work`, and how it is marked in
+ * the inbox to `settles`, which the caller writes.
+ */
+async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, document: CanonicalOrder, work: UnitOfWork, settles: InboxSettle[]): Promise<NormalizeOutcome> {
   const cause = `${event.connection_id} event ${event.id} (${event.event_type}, version ${event.source_version})`
   const { lifecycle } = deps
   const cancelled = event.event_type === 'order.cancelled'
 
+  // What a new order's approval would be is known before it is written, so an order the rules
+  // approve at once is inserted approved: one write of its row, not an insert and an update.
+  const crmApproves = deps.connections.get(event.connection_id)?.approvedBy === 'crm'
+  const required = cancelled || crmApproves ? undefined : await lifecycle.approvalsFor(tx, document, await activeRulesVersion(tx))
+  const approvedAtOnce = required !== undefined && !required.levels.length
   // Inserting first makes a concurrent first event for the same order wait on this row, not race it.
-  // The active approval rules' version is read in the same statement, for a new order's approval.
-  const [inserted] = await tx.query<{ id: string; active_rules: number | null }>(
+  const [inserted] = await tx.query<Entered & { id: string }>(
     `insert into orders (id, source_connection, external_id, state, source_version, document, currency, total)
-     values ($1, $2, $3, 'received', $4, $5, $6, $7)
+     values ($1, $2, $3, $8, $4, $5, $6, $7)
      on conflict (source_connection, external_id) do nothing
-     returning id, (select version from approval_rule_versions where active) as active_rules`,
-    [randomUUID(), event.connection_id, event.external_id, event.source_version, JSON.stringify(document), document.currency, document.total],
+     returning id, revision, state_entered_at as at`,
+    [randomUUID(), event.connection_id, event.external_id, event.source_version, JSON.stringify(document), document.currency, document.total, approvedAtOnce ? 'approved' : 'received'],
   )
   let refusal: string | undefined
   let order: OrderRef
@@ -302,14 +329,16 @@ async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, d
     work.events.push({ orderId: order.id, kind: 'received', to: 'received', cause })
     work.changes.push({ type: 'order.created', orderId: order.id, connectionId: event.connection_id, data: { externalId: event.external_id, total: document.total, currency: document.currency } })
     if (cancelled) await lifecycle.transition(tx, work, order, 'cancelled', cause)
-    else await startApproval(tx, deps, work, order, inserted.active_rules)
+    else if (!required) await lifecycle.transition(tx, work, order, 'pending_approval', `${order.sourceConnection} runs approval: waiting for its decision`)
+    else if (approvedAtOnce) await lifecycle.entered(tx, work, order, 'approved', inserted, `policy: ${required.reasons.join('; ')}`)
+    else await requestApprovals(tx, lifecycle, work, order, required, creditCheckerOf(deps))
   } else {
     const existing = await lockOrderBySource(tx, event.connection_id, event.external_id)
     if (!existing) throw new Error(`order ${event.external_id} vanished under its lock`)
     order = existing
     if (event.source_version <= existing.sourceVersion) {
       const reason = event.source_version === existing.sourceVersion ? 'repeated version' : `older than version ${existing.sourceVersion}`
-      await settleInbox(tx, event, 'stale', order.id, [reason])
+      settles.push({ event, status: 'stale', orderId: order.id, errors: [reason] })
       work.events.push({ orderId: order.id, kind: 'stale_skipped', cause, detail: { reason, sourceVersion: event.source_version } })
       return { result: 'stale', orderId: order.id }
     }
@@ -338,7 +367,7 @@ async function applyEvent(tx: Queryable, deps: NormalizeDeps, event: InboxRow, d
       else if (order.state === 'pending_approval' && deps.connections.get(order.sourceConnection)?.approvedBy !== 'crm') await restartApproval(tx, deps, work, order)
     }
   }
-  await settleInbox(tx, event, 'processed', order.id, refusal ? [refusal] : null)
+  settles.push({ event, status: 'processed', orderId: order.id, errors: refusal ? [refusal] : null })
   return refusal ? { result: 'refused', orderId: order.id, reason: refusal } : { result: 'applied', orderId: order.id }
 }
 
@@ -362,21 +391,25 @@ async function restartApproval(tx: Queryable, deps: NormalizeDeps, work: UnitOfW
     await deps.lifecycle.transition(tx, work, order, 'approved', `policy: ${required.reasons.join('; ')}`)
     return
   }
-  const erp = deps.connections.pipeline.erp
-  await addApprovals(tx, deps.lifecycle, work, order, required, erp.connector.credit ? erp : undefined)
+  await addApprovals(tx, deps.lifecycle, work, order, required, creditCheckerOf(deps))
 }
 
-/** A new order: approval by the active rules, or by the CRM when its connection runs approval. */
-async function startApproval(tx: Queryable, deps: NormalizeDeps, work: UnitOfWork, order: OrderRef, activeRules: number | null): Promise<void> {
-  if (deps.connections.get(order.sourceConnection)?.approvedBy === 'crm') {
-    await deps.lifecycle.transition(tx, work, order, 'pending_approval', `${order.sourceConnection} runs approval: waiting for its decision`)
-    return
-  }
-  const required = await deps.lifecycle.approvalsFor(tx, order.document, activeRules)
-  if (!required.levels.length) {
-    await deps.lifecycle.transition(tx, work, order, 'approved', `policy: ${required.reasons.join('; ')}`)
-    return
-  }
+/** The ERP connection, when it answers credit checks for the finance approval. */
+function creditCheckerOf(deps: NormalizeDeps): Connection | undefined {
   const erp = deps.connections.pipeline.erp
-  await requestApprovals(tx, deps.lifecycle, work, order, required, erp.connector.credit ? erp : undefined)
+  return erp.connector.credit ? erp : undefined
+}
+
+/**
+ * The active approval rules' version, read once per transaction: the orders a transaction applies
+ * together are approved under the same rules, for one query.
+ */
+const activeRulesByTransaction = new WeakMap<Queryable, Promise<number | null>>()
+function activeRulesVersion(tx: Queryable): Promise<number | null> {
+  let version = activeRulesByTransaction.get(tx)
+  if (!version) {
+    version = tx.query<{ version: number }>('select version from approval_rule_versions where active').then(([row]) => row?.version ?? null)
+    activeRulesByTransaction.set(tx, version)
+  }
+  return version
 }
