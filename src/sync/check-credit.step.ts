@@ -26,8 +26,8 @@ export function checkCredit(deps: SyncDeps, attempt: Attempt): Promise<StepOutco
     const call = await callRemote(deps, step, ctx, () => credit.getCustomerCredit(ctx, order.document.customer.externalId))
     const decision = decideCredit(call.value, { total: order.total, currency: order.currency })
 
-    await settleStep(deps, step, async (tx, locked, work) => {
-      await settleLink(tx, step, [call], { externalId: null, done: 'synced' })
+    await settleStep(deps, step, async (tx, locked, work, links) => {
+      settleLink(links, step, [call], { externalId: null, done: 'synced' })
       // The call took time: decide only if finance still waits for this version of the order. A
       // newer version asked for its own check when its approvals started again.
       const [stillPending] = await tx.query(`select 1 from approvals where order_id = $1 and level = 'finance' and status = 'pending'`, [order.id])

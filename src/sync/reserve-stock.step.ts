@@ -67,13 +67,13 @@ export function reserveStock(deps: SyncDeps, attempt: Attempt): Promise<StepOutc
       calls.push(await callRemote(deps, step, releaseCtx, () => inventory.release(releaseCtx, existing)))
     }
 
-    await settleStep(deps, step, async (tx, locked, work) => {
+    await settleStep(deps, step, async (tx, locked, work, links) => {
       if (!locked) return
       const held = missing.length > 0
       const rejected = rejects(locked.state)
       // A rejected order's reservation is final (cancelled), not held: nothing waits for stock, and a
       // held link would be re-checked for good.
-      await settleLink(tx, step, calls, { externalId: 'externalId' in answer ? answer.externalId : null, done: rejected ? 'cancelled' : held ? 'held' : 'synced' })
+      settleLink(links, step, calls, { externalId: 'externalId' in answer ? answer.externalId : null, done: rejected ? 'cancelled' : held ? 'held' : 'synced' })
       if (rejected) {
         await deps.lifecycle.transition(tx, work, locked, 'rejected', `${step.connection.id}: not enough stock, and its stock policy rejects`, { missing })
       } else if (held) {
@@ -116,8 +116,8 @@ async function releaseReservation(deps: SyncDeps, step: LeasedStep, ctx: Operati
   }
   const toRelease = existing
   if (toRelease) calls.push(await callRemote(deps, step, ctx, () => inventory.release(ctx, toRelease)))
-  await settleStep(deps, step, async (tx, _locked, work) => {
-    await settleLink(tx, step, calls, { externalId: existing?.externalId ?? null, done: 'cancelled' })
+  await settleStep(deps, step, async (tx, _locked, work, links) => {
+    settleLink(links, step, calls, { externalId: existing?.externalId ?? null, done: 'cancelled' })
     work.events.push({ orderId: step.order.id, kind: 'external_call', cause: existing ? `${step.connection.id} released reservation ${existing.externalId}` : `${step.connection.id} held no reservation` })
   })
   return { result: 'cancelled', ...(existing ? { externalId: existing.externalId } : {}) }

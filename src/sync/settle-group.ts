@@ -3,7 +3,7 @@
  * time run as one. Their orders are locked in one statement (in id order, so groups never deadlock
  * each other), each step applies its outcome, and their history is written in one statement
  * before the one commit. Per step that saves a begin, a commit, the lock's and the history's
- * round trips, and a turn at the change feed's lock. A group holds one step per order, so each
+ * round trips, and a turn at the change feed's lock; their links are settled in one statement too. A group holds one step per order, so each
  * sees its order as the step before it left it, committed.
  *
  * If a group's transaction fails (one step's error, a deadlock with another writer), each of its
@@ -14,9 +14,13 @@ import type { Database, Queryable } from '../db/database.ts'
 import { newUnitOfWork, type UnitOfWork } from '../orders/lifecycle.ts'
 import { lockOrders, recordHistory, type OrderRow } from '../orders/order.repository.ts'
 import { batcherPer, createBatcher } from '../shared/batcher.ts'
+import { writeLinkSettles, type LinkSettle } from './link-settles.ts'
 
-/** A step's part of the transaction: `locked` is its order under row lock (undefined if it is gone). */
-export type Settle = (tx: Queryable, locked: OrderRow | undefined, work: UnitOfWork) => Promise<void>
+/**
+ * A step's part of the transaction: `locked` is its order under row lock (undefined if it is gone);
+ * how it leaves its link goes to `links` (step-runtime.ts `settleLink`), written for the group at the end.
+ */
+export type Settle = (tx: Queryable, locked: OrderRow | undefined, work: UnitOfWork, links: LinkSettle[]) => Promise<void>
 
 interface Member {
   orderId: string
@@ -35,11 +39,13 @@ export function settleTogether(db: Database, orderId: string, settle: Settle): P
 async function settleAll(tx: Queryable, members: readonly Member[]): Promise<UnitOfWork[]> {
   const locked = await lockOrders(tx, members.map((m) => m.orderId))
   const works: UnitOfWork[] = []
+  const links: LinkSettle[] = []
   for (const member of members) {
     const work = newUnitOfWork()
-    await member.settle(tx, locked.get(member.orderId), work)
+    await member.settle(tx, locked.get(member.orderId), work, links)
     works.push(work)
   }
+  await writeLinkSettles(tx, links)
   await recordHistory(
     tx,
     works.flatMap((w) => w.events),

@@ -6,13 +6,14 @@
  */
 import type { Connection, ConnectionRegistry } from '../connections/connection-registry.ts'
 import { isSyncFailure, SyncFailure, type Logger, type OperationContext } from '../connector-kit/index.ts'
-import type { Database, Queryable } from '../db/database.ts'
+import type { Database } from '../db/database.ts'
 import type { MappingCatalog } from '../mapping/mapping-catalog.ts'
 import type { Lifecycle } from '../orders/lifecycle.ts'
 import { orderFromRow, selectOrder, type OrderRow } from '../orders/order.repository.ts'
 import type { SyncJob } from '../queue/queues.ts'
 import { changeParams, changeRows } from '../status/change-feed.ts'
 import { batcherPer, createBatcher } from '../shared/batcher.ts'
+import type { LinkSettle } from './link-settles.ts'
 import { settleTogether, type Settle } from './settle-group.ts'
 
 /**
@@ -248,27 +249,23 @@ export async function settleStep(deps: SyncDeps, step: LeasedStep, settle: Settl
 }
 
 /**
- * Settles the link in one statement: the calls' attempts succeeded, the link records the target's
- * id and the version reached (and goes back to pending when a newer one was asked for meanwhile).
+ * How the step leaves its link: the calls' attempts succeeded, the link records the target's id and
+ * the version reached (and goes back to pending when a newer one was asked for meanwhile).
  * `held`: the target answered but the version is not reached yet (stock short); the step runs
- * again when it is asked for again.
- * Call it in `settleStep`, which holds the order's row lock.
+ * again when it is asked for again. Call it in `settleStep`'s callback with the `links` it gets:
+ * the group writes them together (link-settles.ts).
  */
-export async function settleLink(tx: Queryable, step: LeasedStep, calls: readonly Called<unknown>[], outcome: { externalId: string | null; done: 'synced' | 'cancelled' | 'held' }): Promise<void> {
+export function settleLink(links: LinkSettle[], step: LeasedStep, calls: readonly Called<unknown>[], outcome: { externalId: string | null; done: LinkSettle['done'] }): void {
   const { job } = step
-  await tx.query(
-    `with answered as (
-       -- Looked up by id in the array rather than joined to unnest of it: a join is planned anew
-       -- on every execution (it cost more than running the statement), this is planned once.
-       update sync_attempts set outcome = 'succeeded', finished_at = now(), duration_ms = ($8::int[])[array_position($7::bigint[], id)], external_id = $4
-       where id = any($7::bigint[]))
-     update links set external_id = coalesce($4, external_id),
-       status = case when $6 = 'held' or coalesce(target_version, 0) <= $5 then $6 else 'pending' end,
-       last_synced_version = case when $6 = 'held' then last_synced_version else greatest(coalesce(last_synced_version, 0), $5) end, last_error = null, lease_owner = null, lease_until = null, updated_at = now(),
-       override_document = null, override_version = null
-     where order_id = $1 and connection_id = $2 and operation = $3`,
-    [job.orderId, job.connectionId, job.operation, outcome.externalId, step.link.targetVersion, outcome.done, calls.map((c) => c.attemptId), calls.map((c) => c.durationMs)],
-  )
+  links.push({
+    orderId: job.orderId,
+    connectionId: job.connectionId,
+    operation: job.operation,
+    externalId: outcome.externalId,
+    targetVersion: step.link.targetVersion,
+    done: outcome.done,
+    attempts: calls.map((c) => ({ id: c.attemptId, durationMs: c.durationMs })),
+  })
 }
 
 /**

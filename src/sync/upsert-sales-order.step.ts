@@ -43,8 +43,8 @@ export function upsertSalesOrder(deps: SyncDeps, attempt: Attempt): Promise<Step
     const call = await callRemote(deps, step, ctx, () => capability.upsert.run(ctx, input.data, existing))
     const externalId = call.value.externalId
 
-    await settleStep(deps, step, async (tx, locked, work) => {
-      await settleLink(tx, step, [call], { externalId, done: 'synced' })
+    await settleStep(deps, step, async (tx, locked, work, links) => {
+      settleLink(links, step, [call], { externalId, done: 'synced' })
       work.changes.push({ type: 'sync.succeeded', orderId: order.id, connectionId: step.connection.id, data: { operation: step.job.operation, externalId, sourceVersion: link.targetVersion } })
       if (locked && (locked.state === 'approved' || locked.state === 'reserved')) {
         await deps.lifecycle.transition(tx, work, locked, 'pending_shipment', `${step.connection.id} created sales order ${externalId}`, { erpOrderNumber: externalId })
@@ -71,8 +71,8 @@ async function cancelSalesOrder(deps: SyncDeps, step: LeasedStep, ctx: Operation
   }
   const toCancel = existing
   if (toCancel) calls.push(await callRemote(deps, step, ctx, () => capability.cancel!(ctx, toCancel)))
-  await settleStep(deps, step, async (tx, _locked, work) => {
-    await settleLink(tx, step, calls, { externalId: existing?.externalId ?? null, done: 'cancelled' })
+  await settleStep(deps, step, async (tx, _locked, work, links) => {
+    settleLink(links, step, calls, { externalId: existing?.externalId ?? null, done: 'cancelled' })
     work.events.push({ orderId: order.id, kind: 'external_call', cause: existing ? `${step.connection.id} cancelled sales order ${existing.externalId}` : `${step.connection.id} had no sales order to cancel` })
     work.changes.push({ type: 'sync.succeeded', orderId: order.id, connectionId: step.connection.id, data: { operation: 'salesOrders.cancel', externalId: existing?.externalId ?? null, sourceVersion: step.link.targetVersion } })
   })

@@ -21,8 +21,8 @@ export function writeBackStatus(deps: SyncDeps, attempt: Attempt): Promise<StepO
     const update = await currentStatus(deps, order.id)
     const ctx = operationContext(deps, step, 'crm.status')
     const call = await callRemote(deps, step, ctx, () => crm.updateOrderStatus(ctx, order.externalId, update))
-    await settleStep(deps, step, async (tx, _locked, work) => {
-      await settleLink(tx, step, [call], { externalId: order.externalId, done: 'synced' })
+    await settleStep(deps, step, async (tx, _locked, work, links) => {
+      settleLink(links, step, [call], { externalId: order.externalId, done: 'synced' })
       work.events.push({ orderId: order.id, kind: 'external_call', cause: `${step.connection.id}: status ${update.state} written back`, detail: { ...update } })
     })
     return { result: 'synced', externalId: order.externalId }
