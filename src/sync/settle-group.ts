@@ -2,9 +2,10 @@
  * Group commit for sync steps: the settling transactions of steps that finish at about the same
  * time run as one. Their orders are locked in one statement (in id order, so groups never deadlock
  * each other), each step applies its outcome, and their history is written in one statement
- * before the one commit. Per step that saves a begin, a commit, the lock's and the history's
- * round trips, and a turn at the change feed's lock; their links are settled in one statement too. A group holds one step per order, so each
- * sees its order as the step before it left it, committed.
+ * before the one commit, after their links, which are settled in one statement too. Per step that
+ * saves a begin, a commit, the lock's, the link's and the history's round trips, and a turn at the
+ * change feed's lock. A group holds one step per order, so each sees its order as the step before
+ * it left it, committed.
  *
  * If a group's transaction fails (one step's error, a deadlock with another writer), each of its
  * steps is settled again in a transaction of its own (src/shared/batcher.ts). The work each step
