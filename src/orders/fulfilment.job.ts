@@ -187,10 +187,14 @@ async function stockArrived(tx: Queryable, deps: FulfilmentDeps, work: UnitOfWor
   work.stockChanged.push(event.connection_id)
   const skus = levels.filter((l) => compareDecimals(l.available, '0') > 0).map((l) => l.sku)
   if (!skus.length || !deps.connection) return { applied: true, orderId: null }
+  // The reservations the sweeper re-checks now and then (src/queue/sweeper.ts), those waiting for
+  // these SKUs: held short, in any state that still wants the stock (an order that grew after its
+  // sales order was made is held in pending_shipment, not on_hold), or filled in part.
   const held = await tx.query<{ id: string; source_version: number }>(
     `select o.id, o.source_version from orders o join links l on l.order_id = o.id and l.connection_id = $1 and l.operation = $2
-     where (o.state = 'on_hold' and l.status = 'held' and exists (select 1 from jsonb_array_elements(o.hold -> 'missing') m where m ->> 'sku' = any($3::text[])))
-        or (o.state = any($4::text[]) and l.status = 'synced' and exists (select 1 from jsonb_array_elements(coalesce(o.hold -> 'backordered', '[]')) b where b ->> 'sku' = any($3::text[])))
+     where o.state = any($4::text[])
+       and ((l.status = 'held' and exists (select 1 from jsonb_array_elements(coalesce(o.hold -> 'missing', '[]')) m where m ->> 'sku' = any($3::text[])))
+         or (l.status = 'synced' and exists (select 1 from jsonb_array_elements(coalesce(o.hold -> 'backordered', '[]')) b where b ->> 'sku' = any($3::text[]))))
      order by o.state_entered_at limit 500`,
     [event.connection_id, operations.reserveStock, skus, reservingStates],
   )

@@ -1,7 +1,8 @@
 /**
  * Orders short of stock through the HTTP API against the demo simulators, on PostgreSQL: under
  * `reject` the order ends rejected, holding no stock, with a final reservation that no sweep
- * reopens; under `hold` the periodic re-check reserves stock that arrived without a stock event.
+ * reopens; under `hold` the periodic re-check reserves stock that arrived without a stock event,
+ * and a stock event wakes every reservation short of its SKUs, whatever state the order is in.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sampleOrder } from '../../connectors/demo-crm/sender.ts'
@@ -106,7 +107,7 @@ describe('an order on hold for stock', () => {
   let stack: TestStack
   let sweeper: Awaited<ReturnType<typeof sweeperOf>>
   beforeAll(async () => {
-    stack = await startTestStack('postgres', { wms: { stock: { 'SKU-100': 1000, 'SKU-LATE': 0 } } })
+    stack = await startTestStack('postgres', { wms: { stock: { 'SKU-100': 1000, 'SKU-LATE': 0, 'SKU-RISE': 3 } } })
     sweeper = await sweeperOf(stack)
   })
   afterAll(async () => {
@@ -135,5 +136,24 @@ describe('an order on hold for stock', () => {
     expect(reservationOf(reserved)?.status).toBe('synced')
     expect(stack.wms.reservations().find((r) => r.id === reservationOf(reserved)!.externalId)?.lines).toEqual([expect.objectContaining({ sku: 'SKU-LATE', quantity: 2, reserved: 2 })])
     expect(stack.wms.stock().find((s) => s.sku === 'SKU-LATE')).toMatchObject({ onHand: 5, reserved: 2, available: 3 })
+  })
+
+  it('is reserved when the stock event comes, also after its sales order was made', async () => {
+    const document = { ...sampleOrder(4, 'RISE-1'), items: [{ product_code: 'SKU-RISE', qty: 2, price: '10.00' }] }
+    await stack.crm.send('order.created', document)
+    await waitForOrder(stack, 'RISE-1', 'its sales order made', (o) => o.state === 'pending_shipment')
+
+    // It grows past the stock after the ERP made its sales order: held short, still pending shipment.
+    await stack.crm.send('order.updated', { ...document, version: 2, items: [{ product_code: 'SKU-RISE', qty: 5, price: '10.00' }] })
+    const short = await waitForOrder(stack, 'RISE-1', 'held short', (o) => reservationOf(o)?.status === 'held')
+    expect(short.state).toBe('pending_shipment')
+    expect(short.hold?.missing).toEqual([expect.objectContaining({ sku: 'SKU-RISE', requested: '5', available: '3' })])
+
+    // The goods receipt's stock event wakes it at once: the periodic re-check (a minute) is not needed.
+    stack.wms.receive('SKU-RISE', 5)
+    const reserved = await waitForOrder(stack, 'RISE-1', 'reserved in full', (o) => reservationOf(o)?.status === 'synced' && !o.hold, 15_000)
+    expect(stack.wms.reservations().find((r) => r.id === reservationOf(reserved)!.externalId)?.lines).toEqual([expect.objectContaining({ sku: 'SKU-RISE', quantity: 5, reserved: 5 })])
+    const { body } = await stack.api(`/api/v1/orders/${reserved.id}/timeline`)
+    expect(body.timeline).toContainEqual(expect.objectContaining({ kind: 'stock_arrived', detail: { skus: ['SKU-RISE'] } }))
   })
 })
