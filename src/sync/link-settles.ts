@@ -21,7 +21,8 @@ export interface LinkSettle {
 
 /**
  * A group holds one step per order, so no link appears twice. The `= any` conditions repeat the
- * join keys so the rows are found by index whatever the planner knows of the tables' sizes.
+ * join keys as index conditions; the attempts' is on their primary key, which the planner trusts
+ * even before the table has statistics (src/db/table-statistics.ts keeps them where autovacuum does not).
  */
 export async function writeLinkSettles(tx: Queryable, settles: readonly LinkSettle[]): Promise<void> {
   if (!settles.length) return
